@@ -1,0 +1,98 @@
+"""Input checks that fail early with a message naming the problem and the fix.
+
+A shape error deep inside a convolution says little; these say what was expected,
+what arrived, and how to convert it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def check_tensor(x: object, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(
+            f"{name} must be a torch.Tensor, got {type(x).__name__}; "
+            f"convert with torch.as_tensor({name}, dtype=torch.float32)"
+        )
+    return x
+
+
+def check_floating(x: torch.Tensor, name: str) -> None:
+    if not torch.is_floating_point(x):
+        hint = (
+            f"{name}.float() / 255 for 8-bit images"
+            if x.dtype == torch.uint8
+            else f"{name}.float()"
+        )
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with {hint}")
+
+
+def check_features(x: object, dim: int, name: str = "x") -> torch.Tensor:
+    """``x`` must be a float tensor of shape (batch, dim)."""
+    x = check_tensor(x, name)
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have shape (batch, {dim}), got {tuple(x.shape)}; "
+            f"a single example needs a batch dimension: {name}.unsqueeze(0)"
+            if x.dim() == 1 and x.shape[0] == dim
+            else f"{name} must have shape (batch, {dim}), got {tuple(x.shape)}; "
+            f"flatten images with {name}.flatten(1) or check the model's input size"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); pass at least one example")
+    check_floating(x, name)
+    return x
+
+
+def check_images(x: object, shape: Sequence[int], name: str = "x") -> torch.Tensor:
+    """``x`` must be a float tensor of shape (batch, channels, height, width)."""
+    x = check_tensor(x, name)
+    expected = tuple(shape)
+    if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        c, h, w = expected
+        hint = (
+            f"add the channel dimension with {name}.unsqueeze(1)"
+            if x.dim() == 3 and tuple(x.shape[1:]) == (h, w) and c == 1
+            else f"resize or crop the images to {h}x{w} with {c} channel(s), channels first"
+        )
+        raise ValueError(
+            f"{name} must have shape (batch, {c}, {h}, {w}), got {tuple(x.shape)}; {hint}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch; pass at least one image")
+    check_floating(x, name)
+    return x
+
+
+def check_labels(y: object, num_classes: int, batch_size: int | None = None, name: str = "y") -> torch.Tensor:
+    """``y`` must hold integer class indices in ``0 .. num_classes-1`` (or 0/1 floats for binary labels).
+
+    Returns ``y`` as a long tensor of shape (batch,).
+    """
+    y = check_tensor(y, name)
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor of class indices, got shape {tuple(y.shape)}")
+    if batch_size is not None and y.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} has {y.shape[0]} labels but the batch has {batch_size} examples; "
+            "pass exactly one label per example"
+        )
+    if torch.is_floating_point(y):
+        if not torch.all(y == torch.round(y)):
+            raise ValueError(f"{name} must hold whole class indices, got non-integer values such as {y[y != torch.round(y)][:3].tolist()}")
+        y = y.long()
+    if y.dtype == torch.bool:
+        y = y.long()
+    bad = (y < 0) | (y >= num_classes)
+    if bool(bad.any()):
+        values = sorted(set(y[bad].tolist()))[:5]
+        raise ValueError(
+            f"{name} must hold class indices in 0..{num_classes - 1}, got {values}; "
+            "map your labels to 0..num_classes-1 first (for -1/+1 labels use (y + 1) // 2)"
+        )
+    return y.long()

@@ -1,0 +1,113 @@
+"""Run profile, device, data root and seeding: read once, used everywhere.
+
+A *profile* says how big a run is. Chapters and scripts ask the profile for their
+sizes instead of hard-coding them, so one notebook runs in seconds in CI (``smoke``),
+in minutes on a laptop (``cpu``) and at paper scale on a GPU workstation (``gpu``)::
+
+    from latentlab import config
+    profile = config.profile()
+    epochs = profile.choose(smoke=2, cpu=40, gpu=150)
+
+The profile comes from the environment variable ``LATENTLAB_PROFILE``; when it is not
+set, the hardware decides (``gpu`` when CUDA is available, else ``cpu``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILE_ENV = "LATENTLAB_PROFILE"
+DEVICE_ENV = "LATENTLAB_DEVICE"
+DATA_ENV = "LATENTLAB_DATA"
+PROFILES = ("smoke", "cpu", "gpu")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big a run is. ``name`` is one of ``smoke``, ``cpu``, ``gpu``."""
+
+    name: str
+    source: str  # where the choice came from, printed so a reader knows why
+
+    def choose(self, *, smoke: T, cpu: T, gpu: T) -> T:
+        """Pick the value for this profile, e.g. ``profile.choose(smoke=2, cpu=40, gpu=150)``."""
+        return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[self.name]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source})"
+
+
+def parse_profile(value: str | None) -> Profile:
+    """Turn a ``LATENTLAB_PROFILE`` value into a :class:`Profile` (``None``: from hardware)."""
+    if value is None or value.strip() == "":
+        if torch.cuda.is_available():
+            return Profile("gpu", "default: CUDA is available")
+        return Profile("cpu", "default: no CUDA device")
+    name = value.strip().lower()
+    if name not in PROFILES:
+        raise ValueError(
+            f"{PROFILE_ENV}={value!r} is not a profile. Use one of {', '.join(PROFILES)}, "
+            f"for example `{PROFILE_ENV}=cpu make book`, or unset it to choose from the hardware."
+        )
+    return Profile(name, f"from {PROFILE_ENV}")
+
+
+@functools.lru_cache(maxsize=1)
+def profile() -> Profile:
+    """The run profile, read once from the environment."""
+    return parse_profile(os.environ.get(PROFILE_ENV))
+
+
+def default_device() -> torch.device:
+    """``LATENTLAB_DEVICE`` if set, else the best available: cuda, then mps, then cpu."""
+    requested = os.environ.get(DEVICE_ENV, "").strip()
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"{DEVICE_ENV}={requested!r} but CUDA is not available on this machine; "
+                f"unset {DEVICE_ENV} or set it to 'cpu'."
+            )
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def data_root() -> Path:
+    """Where datasets live: ``LATENTLAB_DATA`` if set, else ``data/`` at the repository root."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def describe_run(data: str, device: torch.device | None = None) -> str:
+    """One line every chapter prints: profile, device, data and library versions."""
+    device = device or default_device()
+    return (
+        f"profile: {profile()} | device: {device} | data: {data} | "
+        f"torch {torch.__version__}"
+    )

@@ -1,0 +1,73 @@
+"""The one interface every model follows, so the loop, metrics, editing and sliders work for all.
+
+A model is an ``nn.Module`` that also says
+
+* how it encodes (``encode``: named posteriors) and decodes (``decode``: data-space means),
+* what its loss terms are (``loss_terms``: a dict of named tensors, ``"loss"`` is the total),
+* which optimizers it owns (``configure_optimizers``: named by the parameters they update),
+* how one training step updates them (``training_step``). Single-loss models inherit the
+  default below; adversarial models (CSVAE, IntroVAC, IFcVAE-GAN) override it with the
+  update order of their paper's algorithm box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..distributions import DiagonalGaussian
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Control:
+    """One latent coordinate or direction a slider may move: a name and a sensible range."""
+
+    name: str
+    low: float
+    high: float
+    default: float = 0.0
+
+
+class LatentVariableModel(nn.Module):
+    """Base class: subclasses implement ``encode``, ``decode`` and ``loss_terms``."""
+
+    #: number of label values the model understands (None: unlabelled model)
+    num_classes: int | None = None
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
+        raise NotImplementedError
+
+    def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Default: one Adam over every parameter, at ``self.learning_rate``."""
+        return {"model": torch.optim.Adam(self.parameters(), lr=getattr(self, "learning_rate", 1e-3))}
+
+    def configure_schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, object]:
+        """Learning-rate schedulers stepped once per epoch, named like their optimizers. Default: none."""
+        return {}
+
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """Default update: one backward pass of ``loss`` and one step of the single optimizer."""
+        (optimizer,) = optimizers.values()
+        optimizer.zero_grad(set_to_none=True)
+        terms = self.loss_terms(batch)
+        terms["loss"].backward()
+        optimizer.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Change the attribute of ``x`` from ``y`` to ``target``; models without labels cannot."""
+        raise NotImplementedError(f"{type(self).__name__} has no label to edit")
+
+    def controls(self) -> list[Control]:
+        """The latent coordinates a slider may move."""
+        return []

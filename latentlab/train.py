@@ -1,0 +1,346 @@
+"""The one training loop. Every model plugs in through ``training_step`` and ``configure_optimizers``.
+
+What the loop owns, so models do not have to:
+
+* device choice, seeding, a data order that is a pure function of (seed, epoch), so a run
+  can stop anywhere and continue exactly where it stopped;
+* per-epoch history of every loss term the model reports;
+* bf16 mixed precision on CUDA (on by default there);
+* checkpoints every N steps, written atomically (temporary file, fsync, rename) and read
+  back with ``torch.load(weights_only=True)``; resume restores model, optimizers,
+  schedulers, history and RNG state;
+* a guard that stops training with a clear error when a loss term becomes NaN or inf,
+  before anything is written, so the last good checkpoint stays the newest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+import re
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from . import config
+from .models.base import LatentVariableModel
+
+CHECKPOINT_FORMAT = "latentlab-checkpoint-v1"
+_CHECKPOINT_NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+History = dict[str, list[float]]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read, or does not belong to this run."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or inf; training stopped and nothing was written."""
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    return Path(directory) / f"step-{step:09d}.pt"
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Checkpoints in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _CHECKPOINT_NAME.match(p.name)]
+    return sorted(found, key=lambda p: int(_CHECKPOINT_NAME.match(p.name).group(1)))
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; a damaged file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        older = [p for p in list_checkpoints(path.parent) if p != path]
+        fallback = (
+            f" The previous checkpoint {older[-1]} is untouched: move {path.name} aside to resume from it."
+            if older
+            else " Delete it to start the run again."
+        )
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated and cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}).{fallback}"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a latentlab checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    # random.setstate needs tuples all the way down; a round trip may hand back lists
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+def as_dataset(data: Dataset | torch.Tensor | Sequence[torch.Tensor]) -> Dataset:
+    """Accept a Dataset, a tensor ``x``, or a tuple ``(x, y, ...)`` of tensors of equal length."""
+    if isinstance(data, torch.Tensor):
+        data = (data,)
+    if isinstance(data, (tuple, list)):
+        if not data or not all(isinstance(t, torch.Tensor) for t in data):
+            raise ValueError("data must be a Dataset, a tensor, or a tuple of tensors such as (x, y)")
+        lengths = {len(t) for t in data}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"the tensors in data have different lengths {sorted(lengths)}; "
+                "x and y must hold one row per example"
+            )
+        data = TensorDataset(*data)
+    if len(data) == 0:
+        raise ValueError("the training data is empty; pass at least one example")
+    return data
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled example order of one epoch: a pure function of (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_examples, generator=generator)
+
+
+def _batches(
+    dataset: Dataset, order: torch.Tensor, batch_size: int, num_workers: int, pin_memory: bool
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    if isinstance(dataset, TensorDataset):  # small in-memory data: index directly, no collate cost
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            yield tuple(t[index] for t in dataset.tensors)
+        return
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=order.tolist(),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    for batch in loader:
+        yield tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: LatentVariableModel,
+    data: Dataset | torch.Tensor | Sequence[torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool = True,
+    amp: bool | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> History:
+    """Train ``model`` on ``data`` and return the per-epoch mean of every loss term.
+
+    Args:
+        epochs: passes over the data.
+        batch_size: examples per step (the last batch of an epoch may be smaller).
+        seed: seeds parameters' noise and the data order; the same seed gives the same run.
+        device: defaults to :func:`latentlab.config.default_device`.
+        checkpoint_dir: where checkpoints go; with ``resume=True`` an existing run there
+            continues from its newest checkpoint (a finished run returns at once).
+        checkpoint_every: steps between checkpoints (default: once per epoch). A final
+            checkpoint is always written at the end.
+        keep_checkpoints: how many recent checkpoints to keep (at least 2, so a damaged newest
+            file never leaves the run without a good one).
+        amp: bf16 autocast; ``None`` turns it on for CUDA devices that support bf16.
+        max_steps: stop after this many optimisation steps in total (counting resumed ones).
+        progress: show a tqdm bar (a widget in notebooks, text elsewhere).
+        num_workers: DataLoader workers for Dataset inputs (tensor inputs need none).
+
+    Raises:
+        NonFiniteLossError: a loss term became NaN or inf; nothing was written.
+        CheckpointError: the newest checkpoint is damaged or belongs to another run.
+    """
+    if not isinstance(model, LatentVariableModel):
+        raise ValueError(f"fit() trains latentlab models, got {type(model).__name__}")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if keep_checkpoints < 2:
+        raise ValueError("keep_checkpoints must be at least 2 so a damaged newest checkpoint has a fallback")
+    dataset = as_dataset(data)
+    device = torch.device(device) if device is not None else config.default_device()
+    amp = _resolve_amp(amp, device)
+
+    config.seed_everything(seed)
+    model.to(device)
+    optimizers = model.configure_optimizers()
+    schedulers = model.configure_schedulers(optimizers)
+
+    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    checkpoint_every = checkpoint_every or steps_per_epoch
+    run = {"step": 0, "epoch": 0, "step_in_epoch": 0, "epoch_sums": {}, "history": {}}
+
+    if checkpoint_dir is not None and resume and list_checkpoints(checkpoint_dir):
+        newest = list_checkpoints(checkpoint_dir)[-1]
+        state = load_checkpoint(newest, map_location=device)
+        if (state["seed"], state["batch_size"], state["num_examples"]) != (seed, batch_size, len(dataset)):
+            raise CheckpointError(
+                f"{newest} belongs to a run with seed={state['seed']}, batch_size={state['batch_size']}, "
+                f"{state['num_examples']} examples; this call has seed={seed}, batch_size={batch_size}, "
+                f"{len(dataset)} examples. Use the same settings to resume, or a new checkpoint_dir."
+            )
+        model.load_state_dict(state["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        run = {k: state[k] for k in run}
+        _set_rng_state(state["rng"])
+
+    def write_checkpoint() -> Path:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model_class": type(model).__name__,
+            "model": model.state_dict(),
+            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+            "seed": seed,
+            "batch_size": batch_size,
+            "num_examples": len(dataset),
+            "rng": _rng_state(),
+            **run,
+        }
+        path = save_checkpoint(state, checkpoint_path(checkpoint_dir, run["step"]))
+        for old in list_checkpoints(checkpoint_dir)[:-keep_checkpoints]:
+            old.unlink()
+        return path
+
+    total_steps = epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    bar = _progress_bar(progress, total_steps, run["step"], type(model).__name__)
+    model.train()
+    try:
+        while run["epoch"] < epochs and run["step"] < total_steps:
+            order = epoch_order(len(dataset), seed, run["epoch"])
+            order = order[run["step_in_epoch"] * batch_size :]
+            for batch in _batches(dataset, order, batch_size, num_workers, device.type == "cuda"):
+                batch = tuple(t.to(device, non_blocking=True) for t in batch)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    terms = model.training_step(batch, optimizers)
+                _check_finite(terms, run, checkpoint_dir)
+                for name, value in terms.items():
+                    run["epoch_sums"][name] = run["epoch_sums"].get(name, 0.0) + value
+                run["step"] += 1
+                run["step_in_epoch"] += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=run["epoch"] + 1, loss=f"{terms.get('loss', float('nan')):.4g}")
+                epoch_done = run["step_in_epoch"] == steps_per_epoch
+                if epoch_done:
+                    for name, total in run["epoch_sums"].items():
+                        run["history"].setdefault(name, []).append(total / steps_per_epoch)
+                    run["epoch"] += 1
+                    run["step_in_epoch"] = 0
+                    run["epoch_sums"] = {}
+                    for sched in schedulers.values():
+                        sched.step()
+                stopping = run["step"] >= total_steps
+                if checkpoint_dir is not None and (run["step"] % checkpoint_every == 0 or stopping):
+                    write_checkpoint()
+                if stopping or epoch_done:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    model.eval()
+    return run["history"]
+
+
+def _resolve_amp(amp: bool | None, device: torch.device) -> bool:
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if amp is None:
+        return cuda_bf16
+    if amp and not cuda_bf16:
+        raise ValueError(
+            f"amp=True needs a CUDA device with bf16 support, but training runs on {device}; pass amp=False"
+        )
+    return amp
+
+
+def _check_finite(terms: dict[str, float], run: dict, checkpoint_dir) -> None:
+    bad = {name: value for name, value in terms.items() if not math.isfinite(value)}
+    if not bad:
+        return
+    saved = list_checkpoints(checkpoint_dir) if checkpoint_dir is not None else []
+    where = (
+        f"The last good checkpoint is {saved[-1]} and was not overwritten; resume from it with a "
+        "lower learning rate or smaller loss weights."
+        if saved
+        else "No checkpoint was written; pass checkpoint_dir= to keep good states."
+    )
+    raise NonFiniteLossError(
+        f"loss term(s) {bad} became non-finite at step {run['step'] + 1} (epoch {run['epoch'] + 1}); "
+        f"training stopped. {where}"
+    )
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, name: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"training {name}", leave=False)
