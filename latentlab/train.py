@@ -15,6 +15,7 @@ What the loop owns, so models do not have to:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -200,7 +201,8 @@ def fit(
         seed: seeds parameters' noise and the data order; the same seed gives the same run.
         device: defaults to :func:`latentlab.config.default_device`.
         checkpoint_dir: where checkpoints go; with ``resume=True`` an existing run there
-            continues from its newest checkpoint (a finished run returns at once).
+            continues from its newest checkpoint (a finished run returns at once); with
+            ``resume=False`` a directory that already holds checkpoints is refused.
         checkpoint_every: steps between checkpoints (default: once per epoch). A final
             checkpoint is always written at the end.
         keep_checkpoints: how many recent checkpoints to keep (at least 2, so a damaged newest
@@ -233,8 +235,14 @@ def fit(
     checkpoint_every = checkpoint_every or steps_per_epoch
     run = {"step": 0, "epoch": 0, "step_in_epoch": 0, "epoch_sums": {}, "history": {}}
 
-    if checkpoint_dir is not None and resume and list_checkpoints(checkpoint_dir):
-        newest = list_checkpoints(checkpoint_dir)[-1]
+    existing = list_checkpoints(checkpoint_dir) if checkpoint_dir is not None else []
+    if existing and not resume:
+        raise CheckpointError(
+            f"{checkpoint_dir} already holds checkpoints of another run (newest: {existing[-1].name}); "
+            "pass resume=True to continue it, or a new checkpoint_dir to start afresh (nothing is overwritten)."
+        )
+    if existing:
+        newest = existing[-1]
         state = load_checkpoint(newest, map_location=device)
         if (state["seed"], state["batch_size"], state["num_examples"]) != (seed, batch_size, len(dataset)):
             raise CheckpointError(
@@ -279,7 +287,7 @@ def fit(
             order = order[run["step_in_epoch"] * batch_size :]
             for batch in _batches(dataset, order, batch_size, num_workers, device.type == "cuda"):
                 batch = tuple(t.to(device, non_blocking=True) for t in batch)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                with torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext():
                     terms = model.training_step(batch, optimizers)
                 _check_finite(terms, run, checkpoint_dir)
                 for name, value in terms.items():

@@ -114,9 +114,11 @@ def test_failed_write_leaves_the_existing_checkpoint_intact(tmp_path):
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_resuming_with_other_settings_is_refused(tmp_path):
+def test_resuming_with_other_settings_or_overwriting_is_refused(tmp_path):
     x, _ = toy_data()
     fit(make_vae(), x, epochs=1, batch_size=32, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="already holds checkpoints.*nothing is overwritten"):
+        fit(make_vae(), x, epochs=1, batch_size=32, progress=False, checkpoint_dir=tmp_path, resume=False)
     with pytest.raises(CheckpointError, match="batch_size=32.*batch_size=16"):
         fit(make_vae(), x, epochs=2, batch_size=16, progress=False, checkpoint_dir=tmp_path)
 
