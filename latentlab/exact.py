@@ -74,6 +74,20 @@ class LinearGaussianModel:
             label_offset=0.0,
         )
 
+    @classmethod
+    def fit_maximum_likelihood(cls, x: torch.Tensor, latent_dim: int) -> LinearGaussianModel:
+        """Tipping & Bishop's (1999) closed-form maximum-likelihood fit to data ``x`` (rotation R = I):
+        b = mean(x), sigma^2 = mean of the discarded eigenvalues of the sample covariance,
+        W = U_k (Lambda_k - sigma^2 I)^(1/2)."""
+        x = x.to(torch.float64)
+        if x.dim() != 2 or not 0 < latent_dim < x.shape[1]:
+            raise ValueError(f"need x of shape (n, d) and 0 < latent_dim < d, got {tuple(x.shape)} and {latent_dim}")
+        eigvals, eigvecs = torch.linalg.eigh(torch.cov(x.T, correction=0))
+        eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)  # descending
+        var = eigvals[latent_dim:].mean()
+        weight = eigvecs[:, :latent_dim] * torch.sqrt(eigvals[:latent_dim] - var)
+        return cls(weight, x.mean(0), var.sqrt().item())
+
     @property
     def data_dim(self) -> int:
         return self.weight.shape[0]
@@ -90,13 +104,16 @@ class LinearGaussianModel:
     # --------------------------------------------------------------- sampling and densities
 
     def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Draw ``(x, z, y)``; ``y`` comes from the probit label model when there is one."""
+        """Draw ``(x, z, y)``. ``y`` comes from the probit label model when there is one, else
+        uniformly over the decoder's classes when the decoder sees a label, else it is None."""
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.latent_dim, generator=g, dtype=torch.float64)
         y = None
         if self.label_direction is not None:
             p1 = _STANDARD_NORMAL.cdf(z @ self.label_direction + self.label_offset)
             y = (torch.rand(n, generator=g, dtype=torch.float64) < p1).long()
+        elif self.label_weight is not None:
+            y = torch.randint(0, self.label_weight.shape[1], (n,), generator=g)
         noise = torch.randn(n, self.data_dim, generator=g, dtype=torch.float64) * self.noise_std
         return z @ self.weight.T + self._offset(y) + noise, z, y
 
@@ -110,7 +127,10 @@ class LinearGaussianModel:
         return self.marginal(y).log_prob(x)
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact p(z | x [, y]) = N(mean, covariance): returns mean (n, k) and the shared covariance (k, k)."""
+        """Exact p(z | x [, y]) = N(mean, covariance): returns mean (n, k) and the shared covariance (k, k).
+
+        ``y`` here is the label the *decoder* sees (U). A probit label is not conditioned on:
+        p(z | x, y) under the probit model is not Gaussian (see ``label_log_prob_given_x``)."""
         var = self.noise_std**2
         m = self.weight.T @ self.weight + var * torch.eye(self.latent_dim, dtype=torch.float64)
         m_inv = torch.linalg.inv(m)
