@@ -8,14 +8,17 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.models`        one file per model, one interface for all
 * :mod:`latentlab.train`         the one training loop, checkpoints, resume
 * :mod:`latentlab.exact`         linear-Gaussian models with exact evidence (for checking bounds)
+* :mod:`latentlab.data`          datasets (toy sets: swiss roll, moons, circles)
+* :mod:`latentlab.metrics`       reconstruction, probes, edit success, for any model
+* :mod:`latentlab.edit`          editing helpers shared by models
 """
 
 __version__ = "0.1.0"
 
-from . import config, distributions, exact, nets
+from . import config, data, distributions, edit, exact, metrics, nets
 from .config import describe_run, profile
 from .distributions import DiagonalGaussian
-from .models import VAE, Control, LatentVariableModel
+from .models import CSVAE, CVAE, VAE, CondVAEInfo, Control, LatentVariableModel
 from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 
 __all__ = [
@@ -24,10 +27,16 @@ __all__ = [
     "distributions",
     "exact",
     "nets",
+    "data",
+    "metrics",
+    "edit",
     "describe_run",
     "profile",
     "DiagonalGaussian",
     "VAE",
+    "CVAE",
+    "CondVAEInfo",
+    "CSVAE",
     "Control",
     "LatentVariableModel",
     "fit",

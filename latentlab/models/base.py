@@ -17,9 +17,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..checks import check_tensor
 from ..distributions import DiagonalGaussian
 
 Batch = tuple[torch.Tensor, ...]
+
+
+def split_batch(batch: Batch, model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` from a batch, with a clear error when the labels are missing."""
+    if len(batch) < 2:
+        raise ValueError(f"{model_name} learns from labels: pass batches (x, y), e.g. fit(model, (x, y), ...)")
+    return check_tensor(batch[0], "x"), batch[1]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""The conditional VAE (Sohn et al. 2015; Kingma et al. 2014, model M2 with y observed).
+
+Objective per example: the negative conditional ELBO (Sohn et al. 2015, written for the CondVAE
+by Klys et al. 2018), with a beta on the KL term:
+
+    loss(x, y) = -E_q(z|x,y)[log p(x|z,y)] + beta * KL(q(z|x,y) || N(0, I))
+
+The label enters encoder and decoder as a one-hot vector. An edit encodes with the true label
+and decodes with the target label. Its known failure (Creswell et al. 2017, sec. 2.4): nothing
+stops z from carrying the label too, and then the decoder may ignore the label it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import check_labels
+from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from ..nets import MLPDecoder, MLPEncoder
+from .base import Batch, Control, LatentVariableModel, split_batch
+
+
+class CVAE(LatentVariableModel):
+    """q(z|x,y) and p(x|z,y) around any conditional encoder/decoder; prior N(0, I).
+
+    Args:
+        encoder: module ``(x, onehot(y)) -> DiagonalGaussian`` over z (e.g. ``MLPEncoder(..., condition_dim=num_classes)``).
+        decoder: module ``(z, onehot(y)) -> likelihood parameters``.
+        num_classes: number of label values (2 for a binary label).
+        beta: weight of the KL term (1 gives the conditional ELBO).
+        likelihood: ``"gaussian"``, ``"laplace"`` or ``"bernoulli"``.
+        decoder_std: standard deviation (Gaussian) or scale (Laplace) of p(x|z,y).
+        learning_rate: Adam learning rate.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        *,
+        num_classes: int = 2,
+        beta: float = 1.0,
+        likelihood: str = "gaussian",
+        decoder_std: float = 1.0,
+        learning_rate: float = 1e-3,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        for name, net in (("encoder", encoder), ("decoder", decoder)):
+            width = getattr(net, "condition_dim", num_classes)
+            if width != num_classes:
+                raise ValueError(f"the {name} takes a condition of width {width}; build it with condition_dim={num_classes}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+        if beta < 0 or decoder_std <= 0:
+            raise ValueError(f"need beta >= 0 and decoder_std > 0, got beta={beta}, decoder_std={decoder_std}")
+        self.encoder, self.decoder = encoder, decoder
+        self.num_classes, self.beta, self.likelihood, self.learning_rate = num_classes, beta, likelihood, learning_rate
+        self.register_buffer("decoder_log_std", torch.tensor(math.log(decoder_std)))
+
+    @classmethod
+    def mlp(cls, input_dim: int, latent_dim: int, *, num_classes: int = 2, hidden_dims: Sequence[int] = (64, 64), **kwargs) -> CVAE:
+        """A CVAE for vectors with MLP encoder and decoder."""
+        encoder = MLPEncoder(input_dim, latent_dim, hidden_dims, condition_dim=num_classes)
+        decoder = MLPDecoder(latent_dim, input_dim, tuple(reversed(hidden_dims)), condition_dim=num_classes)
+        return cls(encoder, decoder, num_classes=num_classes, **kwargs)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
+
+    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        y = check_labels(y, self.num_classes, batch_size)
+        return F.one_hot(y, self.num_classes).float()
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
+        if y is None:
+            raise ValueError("the CVAE encoder reads the label too: call encode(x, y)")
+        return {"z": self.encoder(x, self.one_hot(y, len(x)))}
+
+    def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of p(x|z,y) for the labels ``y`` (the labels to decode *with*)."""
+        if y is None:
+            raise ValueError("the CVAE decoder needs the label to decode with: call decode(latents, y)")
+        z = latents["z"]
+        out = self.decoder(z, self.one_hot(y, len(z)))
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        x, y = split_batch(batch, "CVAE")
+        condition = self.one_hot(y, len(x))
+        q_z = self.encoder(x, condition)
+        out = self.decoder(q_z.rsample(), condition)
+        # -E_q[log p(x|z,y)] with one reparameterised sample
+        recon = -log_likelihood(self.likelihood, x, out, torch.exp(self.decoder_log_std), x.dim() - 1).mean()
+        kl = q_z.kl_standard_normal().mean()  # KL(q(z|x,y) || N(0, I)), closed form
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
+
+    @torch.no_grad()
+    def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Encode with the true label ``y``, decode the posterior mean with ``target``."""
+        return self.decode({"z": self.encode(x, y)["z"].mean}, target)
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor) -> torch.Tensor:
+        """One draw z ~ N(0, I) per label in ``y``, decoded with that label."""
+        z = torch.randn(len(y), self.latent_dim, device=self.decoder_log_std.device)
+        return self.decode({"z": z}, y)
+
+    def controls(self) -> list[Control]:
+        return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]
