@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..checks import check_tensor
-from ..distributions import DiagonalGaussian
+from ..distributions import DiagonalGaussian, log_likelihood
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -71,6 +71,18 @@ class LatentVariableModel(nn.Module):
         terms["loss"].backward()
         optimizer.step()
         return {name: float(value.detach()) for name, value in terms.items()}
+
+    # Reconstruction through the decoder's likelihood. Models that set ``self.likelihood``
+    # (``"gaussian"``, ``"laplace"`` or ``"bernoulli"``) and ``self.decoder_log_std`` share these.
+
+    def reconstruction_log_likelihood(self, x: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
+        """log p(x | decoder_output) per example, summed over every data dimension."""
+        scale = torch.exp(self.decoder_log_std)
+        return log_likelihood(self.likelihood, x, decoder_output, scale, event_dims=x.dim() - 1)
+
+    def to_data_space(self, decoder_output: torch.Tensor) -> torch.Tensor:
+        """The mean of the likelihood: probabilities for Bernoulli logits, the output itself otherwise."""
+        return torch.sigmoid(decoder_output) if self.likelihood == "bernoulli" else decoder_output
 
     def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Change the attribute of ``x`` from ``y`` to ``target``; models without labels cannot."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_labels
-from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
 
@@ -118,7 +118,7 @@ class CondVAEInfo(LatentVariableModel):
             raise ValueError("the decoder needs the label to decode with: call decode(latents, y)")
         z = latents["z"]
         out = self.decoder(z, self.one_hot(y, len(z)))
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return self.to_data_space(out)
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, "CondVAEInfo")
@@ -126,7 +126,7 @@ class CondVAEInfo(LatentVariableModel):
         q_z = self.encoder(x)
         z = q_z.rsample()
         out = self.decoder(z, F.one_hot(y, self.num_classes).float())
-        recon = -log_likelihood(self.likelihood, x, out, torch.exp(self.decoder_log_std), x.dim() - 1).mean()
+        recon = -self.reconstruction_log_likelihood(x, out).mean()
         kl = q_z.kl_standard_normal().mean()
         head = F.cross_entropy(self.classifier(x), y)  # L_class
         aux_through_z = F.cross_entropy(self.auxiliary(z), y)  # L_aux as the encoder sees it

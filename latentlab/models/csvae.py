@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_labels, check_tensor
-from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
 
@@ -171,7 +171,7 @@ class CSVAE(LatentVariableModel):
     def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of p(x|w,z); the labels are not needed (they live in w)."""
         out = self.decoder(torch.cat([latents["z"], latents["w"]], dim=1))
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return self.to_data_space(out)
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, "CSVAE")
@@ -179,7 +179,7 @@ class CSVAE(LatentVariableModel):
         q_z, q_w = self.z_encoder(x), self.w_encoder(x, y)
         z, w = q_z.rsample(), q_w.rsample()
         out = self.decoder(torch.cat([z, w], dim=1))
-        recon = -log_likelihood(self.likelihood, x, out, torch.exp(self.decoder_log_std), x.dim() - 1).mean()
+        recon = -self.reconstruction_log_likelihood(x, out).mean()
         kl_w = q_w.kl(self.prior_w(y)).mean()  # KL(q(w|x,y) || p(w|y))
         kl_z = q_z.kl_standard_normal().mean()  # KL(q(z|x) || N(0, I))
         terms = {"recon": recon, "kl_w": kl_w, "kl_z": kl_z, "elbo": -(recon + kl_w + kl_z)}

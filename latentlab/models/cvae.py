@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_labels
-from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from ..distributions import LIKELIHOODS, DiagonalGaussian
 from ..nets import MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
 
@@ -90,7 +90,7 @@ class CVAE(LatentVariableModel):
             raise ValueError("the CVAE decoder needs the label to decode with: call decode(latents, y)")
         z = latents["z"]
         out = self.decoder(z, self.one_hot(y, len(z)))
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return self.to_data_space(out)
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, "CVAE")
@@ -98,7 +98,7 @@ class CVAE(LatentVariableModel):
         q_z = self.encoder(x, condition)
         out = self.decoder(q_z.rsample(), condition)
         # -E_q[log p(x|z,y)] with one reparameterised sample
-        recon = -log_likelihood(self.likelihood, x, out, torch.exp(self.decoder_log_std), x.dim() - 1).mean()
+        recon = -self.reconstruction_log_likelihood(x, out).mean()
         kl = q_z.kl_standard_normal().mean()  # KL(q(z|x,y) || N(0, I)), closed form
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..checks import check_tensor
-from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from ..distributions import LIKELIHOODS, DiagonalGaussian
 from .base import Batch, Control, LatentVariableModel
 
 
@@ -73,12 +73,11 @@ class VAE(LatentVariableModel):
         """The mean of p(x|z) in data space."""
         z = latents["z"] if isinstance(latents, dict) else latents
         out = self.decoder_output(z)
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return self.to_data_space(out)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example, summed over every data dimension."""
-        out = self.decoder_output(z)
-        return log_likelihood(self.likelihood, x, out, torch.exp(self.decoder_log_std), event_dims=x.dim() - 1)
+        return self.reconstruction_log_likelihood(x, self.decoder_output(z))
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = check_tensor(batch[0], "x")
