@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import VAE, fit
+from latentlab import CSVAE, CVAE, VAE, CondVAEInfo, fit
 from latentlab.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 
@@ -90,3 +90,23 @@ def test_model_arguments_are_validated():
         VAE(MLPEncoder(2, 1), MLPDecoder(1, 2), beta=-1)
     with pytest.raises(NotImplementedError, match="no label to edit"):
         VAE(MLPEncoder(2, 1), MLPDecoder(1, 2)).edit(torch.zeros(1, 2), torch.zeros(1), torch.ones(1))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda **kw: VAE(MLPEncoder(2, 1), MLPDecoder(1, 2), **kw),
+        lambda **kw: CVAE.mlp(2, 1, **kw),
+        lambda **kw: CondVAEInfo.mlp(2, 1, **kw),
+        lambda **kw: CSVAE.mlp(2, 1, **kw),
+    ],
+    ids=["VAE", "CVAE", "CondVAEInfo", "CSVAE"],
+)
+def test_every_model_checks_its_likelihood(build):
+    with pytest.raises(ValueError, match="likelihood must be one of gaussian, laplace, bernoulli, got 'mse'"):
+        build(likelihood="mse")
+    with pytest.raises(ValueError, match="decoder_std must be positive, got 0"):
+        build(decoder_std=0)
+    model = build(likelihood="laplace", decoder_std=0.5)
+    assert model.likelihood == "laplace" and torch.isclose(model.decoder_log_std.exp(), torch.tensor(0.5))
+    assert "decoder_log_std" not in dict(model.named_parameters())  # a fixed scale is a buffer

@@ -12,13 +12,15 @@ A model is an ``nn.Module`` that also says
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from ..checks import check_tensor
-from ..distributions import DiagonalGaussian, log_likelihood
+from ..checks import check_labels, check_tensor
+from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -72,8 +74,21 @@ class LatentVariableModel(nn.Module):
         optimizer.step()
         return {name: float(value.detach()) for name, value in terms.items()}
 
-    # Reconstruction through the decoder's likelihood. Models that set ``self.likelihood``
-    # (``"gaussian"``, ``"laplace"`` or ``"bernoulli"``) and ``self.decoder_log_std`` share these.
+    # Reconstruction through the decoder's likelihood: models call set_likelihood once in their
+    # constructor, then share the two methods below.
+
+    def set_likelihood(self, likelihood: str, decoder_std: float, learn_decoder_std: bool = False) -> None:
+        """Check and store p(x|.)'s family and scale (a fixed buffer, or a learned log-scale)."""
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
+        if decoder_std <= 0:
+            raise ValueError(f"decoder_std must be positive, got {decoder_std}")
+        self.likelihood = likelihood
+        log_std = torch.tensor(math.log(decoder_std))
+        if learn_decoder_std:
+            self.decoder_log_std = nn.Parameter(log_std)
+        else:
+            self.register_buffer("decoder_log_std", log_std)
 
     def reconstruction_log_likelihood(self, x: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
         """log p(x | decoder_output) per example, summed over every data dimension."""
@@ -91,3 +106,34 @@ class LatentVariableModel(nn.Module):
     def controls(self) -> list[Control]:
         """The latent coordinates a slider may move."""
         return []
+
+
+class LabelDecoderModel(LatentVariableModel):
+    """Base for models whose decoder reads ``[z, onehot(y)]`` (CVAE, CondVAE-info): an edit is a label switch.
+
+    Subclasses set ``num_classes`` and have an ``encoder`` (with ``latent_dim``) and a ``decoder(z, condition)``.
+    """
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
+
+    def controls(self) -> list[Control]:
+        return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]
+
+    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Checked labels as a float one-hot tensor of width ``num_classes``."""
+        return F.one_hot(check_labels(y, self.num_classes, batch_size), self.num_classes).float()
+
+    def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean of p(x|z,y) for the labels ``y`` (the labels to decode *with*)."""
+        if y is None:
+            raise ValueError(f"the {type(self).__name__} decoder needs the label to decode with: call decode(latents, y)")
+        z = latents["z"]
+        return self.to_data_space(self.decoder(z, self.one_hot(y, len(z))))
+
+    @torch.no_grad()
+    def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Encode x (with its label ``y`` where the encoder reads it), decode the posterior mean with ``target``."""
+        return self.decode({"z": self.encode(x, y)["z"].mean}, target)
+

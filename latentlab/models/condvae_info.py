@@ -25,7 +25,6 @@ Choices, and how they differ from the paper:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -33,12 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_labels
-from ..distributions import LIKELIHOODS, DiagonalGaussian
+from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
-from .base import Batch, Control, LatentVariableModel, split_batch
+from .base import Batch, LabelDecoderModel, split_batch
 
 
-class CondVAEInfo(LatentVariableModel):
+class CondVAEInfo(LabelDecoderModel):
     """q(z|x), classifier head E_y(x), p(x|z,y) and an auxiliary adversary A(z) on its own optimizer.
 
     Args:
@@ -76,14 +75,12 @@ class CondVAEInfo(LatentVariableModel):
             raise ValueError("the CondVAE-info encoder must not see the label: build it with condition_dim=0")
         if getattr(decoder, "condition_dim", num_classes) != num_classes:
             raise ValueError(f"the decoder reads onehot(y): build it with condition_dim={num_classes}")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-        if min(beta, class_weight, aux_weight) < 0 or decoder_std <= 0:
-            raise ValueError("beta, class_weight and aux_weight must be non-negative and decoder_std positive")
+        if min(beta, class_weight, aux_weight) < 0:
+            raise ValueError("beta, class_weight and aux_weight must be non-negative")
         self.encoder, self.decoder, self.classifier, self.auxiliary = encoder, decoder, classifier, auxiliary
-        self.num_classes, self.likelihood, self.learning_rate = num_classes, likelihood, learning_rate
+        self.num_classes, self.learning_rate = num_classes, learning_rate
         self.beta, self.class_weight, self.aux_weight = beta, class_weight, aux_weight
-        self.register_buffer("decoder_log_std", torch.tensor(math.log(decoder_std)))
+        self.set_likelihood(likelihood, decoder_std)
 
     @classmethod
     def mlp(
@@ -99,26 +96,11 @@ class CondVAEInfo(LatentVariableModel):
             **kwargs,
         )
 
-    @property
-    def latent_dim(self) -> int:
-        return self.encoder.latent_dim
-
-    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        return F.one_hot(check_labels(y, self.num_classes, batch_size), self.num_classes).float()
-
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
         """q(z|x); the label, if given, is not used (the encoder never sees it)."""
         if y is not None:
             check_labels(y, self.num_classes, len(x))
         return {"z": self.encoder(x)}
-
-    def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
-        """The mean of p(x|z,y) for the labels ``y`` (use :meth:`predict` for the head's guess)."""
-        if y is None:
-            raise ValueError("the decoder needs the label to decode with: call decode(latents, y)")
-        z = latents["z"]
-        out = self.decoder(z, self.one_hot(y, len(z)))
-        return self.to_data_space(out)
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, "CondVAEInfo")
@@ -158,11 +140,3 @@ class CondVAEInfo(LatentVariableModel):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The head's label prediction y_hat."""
         return self.classifier(x).argmax(-1)
-
-    @torch.no_grad()
-    def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Encode x (the label plays no part), decode the posterior mean with ``target``."""
-        return self.decode({"z": self.encode(x, y)["z"].mean}, target)
-
-    def controls(self) -> list[Control]:
-        return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]

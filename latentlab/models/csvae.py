@@ -44,7 +44,6 @@ What was checked against the paper and its reimplementations:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -52,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_labels, check_tensor
-from ..distributions import LIKELIHOODS, DiagonalGaussian
+from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
 
@@ -103,18 +102,16 @@ class CSVAE(LatentVariableModel):
             raise ValueError(f"q(w|x,y) reads the labels: build the w encoder with condition_dim={num_labels}")
         if getattr(w_encoder, "latent_dim", num_labels * w_dim) != num_labels * w_dim:
             raise ValueError(f"the w encoder must output num_labels * w_dim = {num_labels * w_dim} dimensions")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-        if min(beta1, beta2, beta3, beta4, beta5) < 0 or decoder_std <= 0:
-            raise ValueError("beta1..beta5 must be non-negative and decoder_std positive")
+        if min(beta1, beta2, beta3, beta4, beta5) < 0:
+            raise ValueError("beta1..beta5 must be non-negative")
         if len(w_prior_means) != 2 or len(w_prior_stds) != 2 or min(w_prior_stds) <= 0:
             raise ValueError("w_prior_means and w_prior_stds give (y=0, y=1) values; the stds must be positive")
         self.z_encoder, self.w_encoder, self.decoder, self.adversary = z_encoder, w_encoder, decoder, adversary
-        self.num_labels, self.w_dim, self.likelihood, self.learning_rate = num_labels, w_dim, likelihood, learning_rate
+        self.num_labels, self.w_dim, self.learning_rate = num_labels, w_dim, learning_rate
         self.beta1, self.beta2, self.beta3, self.beta4, self.beta5 = beta1, beta2, beta3, beta4, beta5
         self.register_buffer("w_prior_mean", torch.tensor(w_prior_means, dtype=torch.float32))
         self.register_buffer("w_prior_log_var", 2 * torch.log(torch.tensor(w_prior_stds, dtype=torch.float32)))
-        self.register_buffer("decoder_log_std", torch.tensor(math.log(decoder_std)))
+        self.set_likelihood(likelihood, decoder_std)
 
     @classmethod
     def mlp(

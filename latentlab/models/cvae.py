@@ -12,20 +12,17 @@ stops z from carrying the label too, and then the decoder may ignore the label i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_labels
-from ..distributions import LIKELIHOODS, DiagonalGaussian
+from ..distributions import DiagonalGaussian
 from ..nets import MLPDecoder, MLPEncoder
-from .base import Batch, Control, LatentVariableModel, split_batch
+from .base import Batch, LabelDecoderModel, split_batch
 
 
-class CVAE(LatentVariableModel):
+class CVAE(LabelDecoderModel):
     """q(z|x,y) and p(x|z,y) around any conditional encoder/decoder; prior N(0, I).
 
     Args:
@@ -56,13 +53,11 @@ class CVAE(LatentVariableModel):
             width = getattr(net, "condition_dim", num_classes)
             if width != num_classes:
                 raise ValueError(f"the {name} takes a condition of width {width}; build it with condition_dim={num_classes}")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-        if beta < 0 or decoder_std <= 0:
-            raise ValueError(f"need beta >= 0 and decoder_std > 0, got beta={beta}, decoder_std={decoder_std}")
+        if beta < 0:
+            raise ValueError(f"beta must be non-negative, got {beta}")
         self.encoder, self.decoder = encoder, decoder
-        self.num_classes, self.beta, self.likelihood, self.learning_rate = num_classes, beta, likelihood, learning_rate
-        self.register_buffer("decoder_log_std", torch.tensor(math.log(decoder_std)))
+        self.num_classes, self.beta, self.learning_rate = num_classes, beta, learning_rate
+        self.set_likelihood(likelihood, decoder_std)
 
     @classmethod
     def mlp(cls, input_dim: int, latent_dim: int, *, num_classes: int = 2, hidden_dims: Sequence[int] = (64, 64), **kwargs) -> CVAE:
@@ -71,26 +66,10 @@ class CVAE(LatentVariableModel):
         decoder = MLPDecoder(latent_dim, input_dim, tuple(reversed(hidden_dims)), condition_dim=num_classes)
         return cls(encoder, decoder, num_classes=num_classes, **kwargs)
 
-    @property
-    def latent_dim(self) -> int:
-        return self.encoder.latent_dim
-
-    def one_hot(self, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        y = check_labels(y, self.num_classes, batch_size)
-        return F.one_hot(y, self.num_classes).float()
-
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
         if y is None:
             raise ValueError("the CVAE encoder reads the label too: call encode(x, y)")
         return {"z": self.encoder(x, self.one_hot(y, len(x)))}
-
-    def decode(self, latents: dict[str, torch.Tensor], y: torch.Tensor | None = None) -> torch.Tensor:
-        """The mean of p(x|z,y) for the labels ``y`` (the labels to decode *with*)."""
-        if y is None:
-            raise ValueError("the CVAE decoder needs the label to decode with: call decode(latents, y)")
-        z = latents["z"]
-        out = self.decoder(z, self.one_hot(y, len(z)))
-        return self.to_data_space(out)
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, y = split_batch(batch, "CVAE")
@@ -103,15 +82,7 @@ class CVAE(LatentVariableModel):
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
     @torch.no_grad()
-    def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Encode with the true label ``y``, decode the posterior mean with ``target``."""
-        return self.decode({"z": self.encode(x, y)["z"].mean}, target)
-
-    @torch.no_grad()
     def sample(self, y: torch.Tensor) -> torch.Tensor:
         """One draw z ~ N(0, I) per label in ``y``, decoded with that label."""
         z = torch.randn(len(y), self.latent_dim, device=self.decoder_log_std.device)
         return self.decode({"z": z}, y)
-
-    def controls(self) -> list[Control]:
-        return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]

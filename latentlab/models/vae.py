@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..checks import check_tensor
-from ..distributions import LIKELIHOODS, DiagonalGaussian
+from ..distributions import DiagonalGaussian
 from .base import Batch, Control, LatentVariableModel
 
 
@@ -44,19 +44,11 @@ class VAE(LatentVariableModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
         if beta < 0:
             raise ValueError(f"beta must be non-negative, got {beta}")
-        if decoder_std <= 0:
-            raise ValueError(f"decoder_std must be positive, got {decoder_std}")
         self.encoder, self.decoder = encoder, decoder
-        self.beta, self.likelihood, self.learning_rate = beta, likelihood, learning_rate
-        log_std = torch.tensor(math.log(decoder_std))
-        if learn_decoder_std:
-            self.decoder_log_std = nn.Parameter(log_std)
-        else:
-            self.register_buffer("decoder_log_std", log_std)
+        self.beta, self.learning_rate = beta, learning_rate
+        self.set_likelihood(likelihood, decoder_std, learn_decoder_std)
 
     @property
     def latent_dim(self) -> int:
