@@ -8,17 +8,18 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.models`        one file per model, one interface for all
 * :mod:`latentlab.train`         the one training loop, checkpoints, resume
 * :mod:`latentlab.exact`         linear-Gaussian models with exact evidence (for checking bounds)
-* :mod:`latentlab.data`          datasets (toy sets: swiss roll, moons, circles)
+* :mod:`latentlab.data`          datasets (toy sets; MNIST and the scikit-learn digits; label splits)
 * :mod:`latentlab.metrics`       reconstruction, probes, edit success, for any model
 * :mod:`latentlab.edit`          editing helpers shared by models
+* :mod:`latentlab.plot`          image grids and study plots
 """
 
 __version__ = "0.1.0"
 
-from . import config, data, distributions, edit, exact, metrics, nets
+from . import config, data, distributions, edit, exact, metrics, nets, plot
 from .config import describe_run, profile
 from .distributions import DiagonalGaussian
-from .models import CSVAE, CVAE, VAE, CondVAEInfo, Control, LatentVariableModel
+from .models import CCVAE, CSVAE, CVAE, M2, VAE, Classifier, CondVAEInfo, Control, LatentVariableModel
 from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "data",
     "metrics",
     "edit",
+    "plot",
     "describe_run",
     "profile",
     "DiagonalGaussian",
@@ -37,6 +39,9 @@ __all__ = [
     "CVAE",
     "CondVAEInfo",
     "CSVAE",
+    "CCVAE",
+    "M2",
+    "Classifier",
     "Control",
     "LatentVariableModel",
     "fit",

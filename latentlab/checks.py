@@ -96,3 +96,23 @@ def check_labels(y: object, num_classes: int, batch_size: int | None = None, nam
             "map your labels to 0..num_classes-1 first (for -1/+1 labels use (y + 1) // 2)"
         )
     return y.long()
+
+
+#: the label value that marks an example as unlabelled in semi-supervised batches
+UNLABELLED = -1
+
+
+def check_partial_labels(
+    y: object, num_classes: int, batch_size: int | None = None, name: str = "y"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels where ``UNLABELLED`` (-1) marks an example without one (semi-supervised batches).
+
+    Returns ``(labels, labelled)``: a long tensor with -1 replaced by 0 (safe to index with), and
+    the bool mask of the examples that carry a label.
+    """
+    y = check_tensor(y, name)
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    labelled = y != UNLABELLED
+    labels = check_labels(torch.where(labelled, y, torch.zeros_like(y)), num_classes, batch_size, name=name)
+    return labels, labelled

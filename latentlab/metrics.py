@@ -184,3 +184,61 @@ def evaluate(
     for direction, rate in edit_success(edit or model.edit, classifier, x_test, y_test).items():
         scores[f"edit {direction}"] = rate
     return scores
+
+
+# ----------------------------------------------------------------------------- classes of images
+
+
+def classification_accuracy(predict: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of ``x`` whose predicted label (``predict(x)``, e.g. ``model.predict``) equals ``y``."""
+    y = check_tensor(y, "y")
+    predicted = torch.as_tensor(predict(check_tensor(x, "x"))).cpu()
+    if predicted.shape != y.shape:
+        raise ValueError(f"predict returned shape {tuple(predicted.shape)} for labels of shape {tuple(y.shape)}")
+    return float((predicted == y.cpu()).float().mean())
+
+
+@torch.no_grad()
+def conditional_generation_accuracy(
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    judge: Classifier,
+    num_classes: int,
+    *,
+    per_class: int = 100,
+) -> dict[str, float]:
+    """Share of generated images that an independent ``judge`` assigns to the class they were generated for.
+
+    ``sample(y)`` returns one image per label (e.g. ``model.sample``). Returns the rate per class
+    (``"0"`` ... ``"9"``), their mean (``"mean"``), and chance, ``1 / num_classes``, to read it against.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    y = torch.arange(num_classes).repeat_interleave(per_class)
+    hits = torch.as_tensor(judge(sample(y))).cpu() == y
+    scores = {str(c): float(hits[y == c].float().mean()) for c in range(num_classes)}
+    scores["mean"] = float(hits.float().mean())
+    scores["chance"] = 1.0 / num_classes
+    return scores
+
+
+@torch.no_grad()
+def style_preservation(
+    model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, *, style: str
+) -> float:
+    """How much of the style code survives an edit: R^2 of the re-encoded style against the original.
+
+    Edits ``x`` from ``y`` to ``target`` with ``model.edit``, encodes the result (with ``target``,
+    for models whose encoder reads the label) and compares the posterior means of the latent part
+    named ``style`` (``"z_style"`` for CCVAE, ``"z"`` for M2 and the CVAE) with those of ``x``:
+    ``1 - sum (s_after - s_before)^2 / sum (s_before - mean s_before)^2``. 1 means the style came
+    through the edit untouched; 0 means no better than replacing every style by the average one.
+    """
+    model.eval()
+    before = model.encode(x, y)
+    if style not in before:
+        raise ValueError(f"{type(model).__name__} has no latent part {style!r}; it has {', '.join(before)}")
+    after = model.encode(model.edit(x, y, target), target)[style].mean
+    before = before[style].mean
+    residual = (after - before).pow(2).sum()
+    spread = (before - before.mean(0)).pow(2).sum().clamp_min(1e-12)
+    return float(1.0 - residual / spread)

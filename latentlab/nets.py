@@ -105,6 +105,17 @@ def _check_image_size(image_size: int) -> int:
     return image_size // 4  # two stride-2 convolutions
 
 
+def _conv_features(channels: int, widths: tuple[int, int]) -> nn.Sequential:
+    """Two stride-2 4x4 convolutions with ReLU, flattened: the shared front end of the small conv nets."""
+    return nn.Sequential(
+        nn.Conv2d(channels, widths[0], 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(widths[0], widths[1], 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+    )
+
+
 class ConvEncoder(nn.Module):
     """q(z | x [, condition]) for small images (28x28 or 32x32): two stride-2 convs and an MLP."""
 
@@ -121,13 +132,7 @@ class ConvEncoder(nn.Module):
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim, self.condition_dim = latent_dim, condition_dim
         side = _check_image_size(image_size)
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, widths[0], 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(widths[0], widths[1], 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
+        self.features = _conv_features(channels, widths)
         self.fc = nn.Sequential(nn.Linear(widths[1] * side * side + condition_dim, hidden_dim), nn.ReLU())
         self.head = GaussianHead(hidden_dim, latent_dim)
 
@@ -170,3 +175,32 @@ class ConvDecoder(nn.Module):
         z = check_features(z, self.latent_dim, name="z")
         h = self.fc(_with_condition(z, condition, self.condition_dim))
         return self.deconv(h.view(-1, self.widths[0], self.side, self.side))
+
+
+class ConvClassifier(nn.Module):
+    """x -> logits over ``num_classes`` for small images: the conv front end of :class:`ConvEncoder` and an MLP.
+
+    Serves as M2's q(y|x), as a classifier trained on the labelled images alone, and as the
+    independent judge that scores generated and edited images.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        num_classes: int,
+        widths: tuple[int, int] = (32, 64),
+        hidden_dim: int = 256,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        self.num_classes = num_classes
+        side = _check_image_size(image_size)
+        self.features = _conv_features(channels, widths)
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(widths[1] * side * side, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(check_images(x, self.image_shape)))

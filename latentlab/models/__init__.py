@@ -1,9 +1,12 @@
 """Every model, one file each, on the interface in :mod:`latentlab.models.base`."""
 
 from .base import Control, LatentVariableModel
+from .ccvae import CCVAE
+from .classifier import Classifier
 from .condvae_info import CondVAEInfo
 from .csvae import CSVAE
 from .cvae import CVAE
+from .m2 import M2
 from .vae import VAE
 
-__all__ = ["Control", "LatentVariableModel", "VAE", "CVAE", "CondVAEInfo", "CSVAE"]
+__all__ = ["Control", "LatentVariableModel", "VAE", "CVAE", "CondVAEInfo", "CSVAE", "CCVAE", "M2", "Classifier"]

@@ -57,6 +57,11 @@ class LatentVariableModel(nn.Module):
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live (inputs are moved there by helpers such as ``predict``)."""
+        return next(self.parameters()).device
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Default: one Adam over every parameter, at ``self.learning_rate``."""
         return {"model": torch.optim.Adam(self.parameters(), lr=getattr(self, "learning_rate", 1e-3))}

@@ -1,0 +1,466 @@
+"""Handwritten digits as 28x28 images, and the labelled/unlabelled split of semi-supervised training.
+
+* :func:`load_mnist`: MNIST from ``<root>/MNIST/raw/`` (torchvision's layout), downloaded by
+  torchvision when the network allows. It never falls back to other data on its own: when the
+  files are missing it raises :class:`DatasetNotFoundError`, which says what to put where.
+* :func:`load_digits`: the 1797 real 8x8 digits that ship inside scikit-learn, resized to 28x28 so
+  the same models run on them. Always available, no download: the offline stand-in for MNIST.
+* :func:`load_handwritten_digits`: the one chapters call. ``source="auto"`` takes MNIST when it is
+  there and otherwise the scikit-learn digits, and prints that it did so.
+* :func:`label_split` and :func:`semi_supervised`: keep the labels of a few examples (for instance
+  100 of MNIST's 60000, 10 per class) and mark the rest :data:`UNLABELLED`, as in the M2 model's
+  experiments (Kingma et al. 2014).
+
+Images are float32 in [0, 1] with a channel dimension, ``(N, 1, 28, 28)``; labels are long ``0..9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import config
+from ..checks import UNLABELLED, check_tensor
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
+DIGITS_SOURCE = "sklearn.datasets.load_digits (embedded, no download)"
+SOURCES = ("auto", "mnist", "digits")
+# what torchvision's idx reader raises on a truncated or garbled file (asserts, a failed view, an unknown type code)
+_CORRUPT_FILE_ERRORS = (AssertionError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
+
+
+@dataclass(frozen=True)
+class DigitImages:
+    """A train/test split of digit images ``(N, 1, 28, 28)`` in [0, 1] with labels ``0..9``.
+
+    ``name`` and ``source`` travel with the tensors so a chapter can print which data it ran on.
+    """
+
+    name: str
+    source: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int = 10
+
+    @property
+    def train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x_train, self.y_train
+
+    @property
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x_test, self.y_test
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> str:
+        """One line for a chapter's output: which data ran, from where, how much of it."""
+        c, h, w = self.image_shape
+        return (
+            f"{self.name} from {self.source}: {len(self.x_train)} train / {len(self.x_test)} test images "
+            f"({c}x{h}x{w}, {self.num_classes} classes)"
+        )
+
+    def __repr__(self) -> str:
+        return f"DigitImages({self.name!r}: {len(self.x_train)} train / {len(self.x_test)} test, {self.source})"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not on disk and could not be downloaded; the message says what to put where."""
+
+
+# --------------------------------------------------------------------------- MNIST
+
+
+def load_mnist(
+    root: str | Path | None = None,
+    *,
+    download: bool = True,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> DigitImages:
+    """MNIST's 60000 train and 10000 test images from ``<root>/MNIST/raw/`` (default root: ``config.data_root()``).
+
+    With ``download=True`` torchvision fetches the files when they are missing; its progress output is
+    swallowed, and a failed download becomes a :class:`DatasetNotFoundError` that says how to get the
+    files by hand. ``train_size`` / ``test_size`` take a seeded subset that keeps the class proportions,
+    for runs on a CPU.
+    """
+    root = Path(config.data_root() if root is None else root).expanduser()
+    raw = root / "MNIST" / "raw"
+    for name, size in (("train_size", train_size), ("test_size", test_size)):
+        _check_size(size, name)
+
+    missing = _missing_files(raw)
+    if missing and download:
+        download_error = _try_download(root)
+        missing = _missing_files(raw)
+        if missing:
+            raise DatasetNotFoundError(_not_found_message(raw, missing, f"the download failed ({download_error})"))
+    elif missing:
+        raise DatasetNotFoundError(_not_found_message(raw, missing, "download=False, so no download was tried"))
+
+    x_train, y_train = _read_split(root, train=True)
+    x_test, y_test = _read_split(root, train=False)
+    train = _subset(y_train, train_size, seed, "train_size")
+    test = _subset(y_test, test_size, seed + 1, "test_size")  # another seed: the splits are drawn independently
+    return DigitImages(
+        name="MNIST",
+        source=str(raw),
+        x_train=_to_float_images(x_train[train]),
+        y_train=y_train[train],
+        x_test=_to_float_images(x_test[test]),
+        y_test=y_test[test],
+    )
+
+
+def _missing_files(raw: Path) -> list[str]:
+    return [name for name in MNIST_FILES if not (raw / name).is_file()]
+
+
+def _try_download(root: Path) -> str:
+    """Let torchvision download MNIST without printing; return why it failed ('' if it did not)."""
+    from torchvision.datasets import MNIST
+
+    chatter = io.StringIO()  # torchvision prints each URL and a progress bar; a failed mirror is not news
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            MNIST(str(root), train=True, download=True)
+    except Exception as err:  # noqa: BLE001 - no network, a mirror down, a bad checksum: all mean "not downloaded"
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return lines[-1] if lines else type(err).__name__
+    return ""
+
+
+def _not_found_message(raw: Path, missing: list[str], why: str) -> str:
+    absent = "none of its files is there" if len(missing) == len(MNIST_FILES) else f"{', '.join(missing)} missing"
+    lines = [
+        f"MNIST is not in {raw}: {absent}; {why}.",
+        f"Expected these four files there, uncompressed (torchvision's layout): {', '.join(MNIST_FILES)}.",
+        (
+            f"To get them: download {', '.join(name + '.gz' for name in MNIST_FILES)} from {MNIST_MIRROR}, "
+            f"put them in {raw} and gunzip them (load_mnist(download=True) does this where the network allows)."
+        ),
+    ]
+    if any((raw / (name + ".gz")).is_file() for name in missing):
+        lines.append(f"The .gz files are already there: run `gunzip {raw}/*.gz`.")
+    lines.append(
+        f"Set {config.DATA_ENV} to use another data folder, or call load_handwritten_digits(), which falls back "
+        "to the scikit-learn digits (embedded, no download)."
+    )
+    return "\n".join(lines)
+
+
+def _read_split(root: Path, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as torchvision reads it (uint8 images, long labels), with a readable error for a bad file."""
+    from torchvision.datasets import MNIST
+
+    prefix = "train" if train else "t10k"
+    raw = root / "MNIST" / "raw"
+    images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+    try:
+        dataset = MNIST(str(root), train=train, download=False)
+        x, y = dataset.data, dataset.targets
+    except _CORRUPT_FILE_ERRORS as err:
+        bad = [name for name in (images, labels) if not _readable(raw / name)] or [images, labels]
+        raise ValueError(
+            f"could not read {' and '.join(bad)} in {raw} ({type(err).__name__}: {str(err).strip() or 'bad header'}); "
+            f"the file is truncated or corrupt: delete it and fetch it again from {MNIST_MIRROR} (then gunzip it)"
+        ) from err
+    if x.dim() != 3 or tuple(x.shape[1:]) != (28, 28):
+        raise ValueError(
+            f"{raw / images} holds images of shape {tuple(x.shape[1:])}, not 28x28; "
+            f"it is not an MNIST file: delete it and fetch it again from {MNIST_MIRROR}"
+        )
+    if len(x) != len(y):
+        raise ValueError(
+            f"{images} has {len(x)} images but {labels} has {len(y)} labels (in {raw}); "
+            f"one of them is from another download or truncated: delete both and fetch them again from {MNIST_MIRROR}"
+        )
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):
+        raise ValueError(f"{raw / labels} holds labels outside 0..9; delete it and fetch it again from {MNIST_MIRROR}")
+    return x, y.long()
+
+
+def _readable(path: Path) -> bool:
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    read = read_image_file if "images" in path.name else read_label_file
+    try:
+        read(str(path))
+    except _CORRUPT_FILE_ERRORS:
+        return False
+    return True
+
+
+def _to_float_images(x: torch.Tensor) -> torch.Tensor:
+    return (x.float() / 255.0).unsqueeze(1)
+
+
+def _check_size(size: object, name: str) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ValueError(f"{name} must be a positive int (a number of images) or None for all, got {size!r}")
+
+
+def _subset(y: torch.Tensor, size: int | None, seed: int, name: str) -> torch.Tensor:
+    """Indices (in the original order) of a seeded subset of ``size`` examples with the classes' proportions."""
+    if size is None:
+        return torch.arange(len(y))
+    if size > len(y):
+        raise ValueError(f"{name}={size} but only {len(y)} images are available; use at most {len(y)} or None for all")
+    counts = np.bincount(y.numpy(), minlength=1)
+    rng = np.random.default_rng(seed)
+    take = _proportional(counts, size, rng)
+    chosen = [rng.permutation(np.flatnonzero(y.numpy() == c))[:k] for c, k in enumerate(take)]
+    return torch.as_tensor(np.sort(np.concatenate(chosen)), dtype=torch.long)
+
+
+def _proportional(counts: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """Split ``total`` over classes in proportion to ``counts`` (largest remainders, ties broken at random)."""
+    n = int(counts.sum())
+    share, remainder = np.divmod(total * counts, n)  # exact integer arithmetic: share + remainder / n
+    order = np.lexsort((rng.permutation(len(counts)), -remainder))
+    share[order[: total - int(share.sum())]] += 1
+    return share
+
+
+# --------------------------------------------------------------------------- scikit-learn digits
+
+
+def load_digits(*, image_size: int = 28, test_fraction: float = 0.2, seed: int = 0) -> DigitImages:
+    """The 1797 8x8 digits embedded in scikit-learn, resized to ``image_size`` x ``image_size``, split by class.
+
+    The pixels (0..16) are divided by 16, and every image goes through the same resize: bilinear
+    interpolation (``align_corners=False``: pixel centres are interpolated, the border pixels are
+    extended), so one 8x8 pixel becomes a soft 3.5x3.5 patch of a 28x28 image. The digits are blurrier
+    than MNIST's, but real handwriting with the same ten classes. The test split takes ``test_fraction``
+    of each class (seeded).
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size <= 0:
+        raise ValueError(f"image_size must be a positive int (the side in pixels), got {image_size!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
+    from sklearn import datasets  # imported on first use: sklearn is slow to import
+
+    digits = datasets.load_digits()
+    x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    y = torch.as_tensor(digits.target, dtype=torch.long)
+
+    n_test = round(len(y) * test_fraction)
+    if n_test < 1 or n_test >= len(y):
+        raise ValueError(f"test_fraction={test_fraction} leaves an empty split of the {len(y)} digits; use 0.1 to 0.5")
+    is_test = torch.zeros(len(y), dtype=torch.bool)
+    is_test[_subset(y, n_test, seed, "test split")] = True
+    return DigitImages(
+        name=f"scikit-learn digits (8x8, resized to {image_size}x{image_size})",
+        source=DIGITS_SOURCE,
+        x_train=x[~is_test],
+        y_train=y[~is_test],
+        x_test=x[is_test],
+        y_test=y[is_test],
+    )
+
+
+def load_handwritten_digits(
+    source: str = "auto",
+    root: str | Path | None = None,
+    *,
+    download: bool = True,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> DigitImages:
+    """MNIST (``"mnist"``), the scikit-learn digits (``"digits"``), or MNIST when it can be had, else the digits.
+
+    ``"auto"`` prints one line when it falls back, so a chapter never runs on other data than the
+    reader expects without saying so. A corrupt MNIST file still raises: it needs fixing, not hiding.
+    ``train_size`` / ``test_size`` pick an MNIST subset; the digits (1797 images) are always used whole.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}, got {source!r}")
+    for name, size in (("train_size", train_size), ("test_size", test_size)):
+        _check_size(size, name)  # checked for every source, so a bad size fails before MNIST is there too
+    if source == "digits":
+        return load_digits(seed=seed)
+    try:
+        return load_mnist(root, download=download, train_size=train_size, test_size=test_size, seed=seed)
+    except DatasetNotFoundError:
+        if source == "mnist":
+            raise
+    raw = Path(config.data_root() if root is None else root).expanduser() / "MNIST" / "raw"
+    data = load_digits(seed=seed)
+    how = "could not be downloaded" if download else "download=False"
+    print(f"MNIST was not found at {raw} ({how}); using the scikit-learn digits instead: {data.describe()}")
+    return data
+
+
+# --------------------------------------------------------------------------- semi-supervised labels
+
+
+def label_split(
+    y: torch.Tensor,
+    num_labelled: float | str | None,  # an int count, a float fraction, None or "all"
+    *,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """A bool mask marking which examples keep their label, seeded and stratified by class.
+
+    ``num_labelled`` is a count (an int, e.g. 100: spread evenly over the classes, 10 each for 10
+    classes, any remainder to seeded randomly chosen classes), a fraction (a float in (0, 1]: that
+    fraction of each class) or ``None`` / ``"all"``. Every class gets at least one label, so a
+    classifier trained on the labelled part has seen them all. The classes are ``0..num_classes-1``,
+    or the labels present in ``y`` when ``num_classes`` is None.
+    """
+    y = check_tensor(y, "y")
+    if y.dim() != 1 or torch.is_floating_point(y) or y.dtype == torch.bool:
+        raise ValueError(f"y must be a 1-D integer tensor of class indices, got shape {tuple(y.shape)} and {y.dtype}")
+    n = len(y)
+    if n == 0:
+        raise ValueError("y is empty; pass the labels of the training set")
+    if int(y.min()) < 0:
+        raise ValueError(
+            f"y holds negative labels (UNLABELLED={UNLABELLED} marks a missing label); "
+            "label_split needs the true label of every example, before any are hidden"
+        )
+    if num_classes is None:
+        classes = torch.unique(y).tolist()
+    else:
+        if int(y.max()) >= num_classes:
+            raise ValueError(f"y holds label {int(y.max())} but num_classes={num_classes}; pass the right num_classes")
+        classes = list(range(num_classes))
+    if num_labelled is None or num_labelled == "all":
+        return torch.ones(n, dtype=torch.bool)
+
+    y_np = y.cpu().numpy()
+    counts = np.array([(y_np == c).sum() for c in classes])
+    rng = np.random.default_rng(seed)
+    if isinstance(num_labelled, (float, np.floating)):
+        take = _fraction_per_class(float(num_labelled), counts, classes, rng)
+    elif isinstance(num_labelled, (int, np.integer)) and not isinstance(num_labelled, bool):
+        take = _count_per_class(int(num_labelled), counts, classes, rng)
+    else:
+        raise ValueError(  # noqa: TRY004 - a bad argument value, ValueError like every check in latentlab
+            f"num_labelled must be an int count, a float fraction in (0, 1], None or 'all', got {num_labelled!r}"
+        )
+
+    mask = np.zeros(n, dtype=bool)
+    for c, k in zip(classes, take):
+        mask[rng.permutation(np.flatnonzero(y_np == c))[:k]] = True
+    return torch.as_tensor(mask, device=y.device)
+
+
+def _count_per_class(count: int, counts: np.ndarray, classes: list[int], rng: np.random.Generator) -> np.ndarray:
+    n, num = int(counts.sum()), len(classes)
+    if count > n:
+        raise ValueError(f"num_labelled={count} but there are only {n} examples; use at most {n}, or 'all'")
+    if count < num:
+        raise ValueError(
+            f"num_labelled={count} is fewer than the {num} classes; each class needs at least one label, "
+            f"so use at least {num}"
+        )
+    base, extra = divmod(count, num)
+    short = [(c, int(k)) for c, k in zip(classes, counts) if k < base]
+    if short:
+        c, k = short[0]
+        raise ValueError(
+            f"class {c} has only {k} examples but num_labelled={count} gives each of the {num} classes {base} labels; "
+            f"use at most {num * int(counts.min())} labels, or a fraction to label each class in proportion"
+        )
+    take = np.full(num, base)
+    # the remainder goes to classes in a seeded random order, those with an example to spare first
+    order = np.lexsort((rng.permutation(num), counts <= base))
+    if (counts[order[:extra]] <= base).any():
+        raise ValueError(
+            f"num_labelled={count} cannot be spread evenly: {extra} classes need {base + 1} labels but fewer classes "
+            f"have that many examples (counts {counts.tolist()}); use {num * base} labels, or a fraction"
+        )
+    take[order[:extra]] += 1
+    return take
+
+
+def _fraction_per_class(
+    fraction: float, counts: np.ndarray, classes: list[int], rng: np.random.Generator
+) -> np.ndarray:
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(
+            f"a float num_labelled is a fraction and must lie in (0, 1], got {fraction!r}; "
+            "for a count of labels pass an int"
+        )
+    take = _proportional(counts, round(fraction * int(counts.sum())), rng)
+    if (take == 0).any():
+        c = classes[int(np.flatnonzero(take == 0)[0])]
+        raise ValueError(
+            f"num_labelled={fraction} leaves class {c} without a label ({int(counts[classes.index(c)])} examples); "
+            "each class needs at least one label, so use a larger fraction"
+        )
+    return take
+
+
+def semi_supervised(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    labelled: torch.Tensor,
+    *,
+    labelled_share: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` for the training loop: ``y`` is :data:`UNLABELLED` where ``labelled`` is False.
+
+    With 100 labels among 60000 examples a shuffled batch of 100 holds one labelled example on
+    average, too few for the classifier to learn from. ``labelled_share`` (e.g. 0.5) appends copies of
+    the labelled examples (whole copies, then an evenly spaced part of them) until they make up about
+    that share of the examples; it never removes any. ``x`` comes back unchanged, followed by the copies.
+    """
+    x = check_tensor(x, "x")
+    y = check_tensor(y, "y")
+    labelled = check_tensor(labelled, "labelled")
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"y must hold one label per example: shape ({len(x)},), got {tuple(y.shape)}")
+    if labelled.dtype != torch.bool or labelled.shape != y.shape:
+        raise ValueError(
+            f"labelled must be a bool mask of shape ({len(x)},), got {tuple(labelled.shape)} and {labelled.dtype}; "
+            "make one with label_split(y, num_labelled)"
+        )
+    num_labelled = int(labelled.sum())
+    if num_labelled == 0:
+        raise ValueError("labelled marks no example; a semi-supervised run needs at least one label per class")
+    y_out = y.long().clone()  # a copy: the caller's labels stay intact
+    y_out[~labelled] = UNLABELLED
+    if labelled_share is None:
+        return x, y_out
+    if isinstance(labelled_share, bool) or not isinstance(labelled_share, (float, int)) or not 0 < labelled_share < 1:
+        raise ValueError(f"labelled_share must be a float strictly between 0 and 1 (e.g. 0.5), got {labelled_share!r}")
+
+    num_unlabelled = len(y) - num_labelled
+    if num_labelled >= labelled_share * len(y):
+        return x, y_out  # the labelled examples already make up the share
+    target = labelled_share * num_unlabelled / (1.0 - labelled_share)  # l / (l + u) = share, solved for l
+
+    def gap(k: int) -> float:
+        return abs(k / (k + num_unlabelled) - labelled_share)
+
+    extra = min(int(np.floor(target)), int(np.ceil(target)), key=gap) - num_labelled
+    index = torch.nonzero(labelled, as_tuple=True)[0]
+    whole, part = divmod(extra, num_labelled)
+    spread = index[torch.arange(part, device=index.device) * num_labelled // part] if part else index[:0]
+    repeat = torch.cat([index.repeat(whole), spread])
+    return torch.cat([x, x[repeat]]), torch.cat([y_out, y_out[repeat]])

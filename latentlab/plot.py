@@ -1,0 +1,100 @@
+"""Figures the chapters share: image grids with labelled rows, and line plots of a study.
+
+Matplotlib only, imported on first use; every function draws into a new figure and returns it,
+so a notebook shows it and a script can save it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .checks import check_tensor
+
+
+def _grid(images: torch.Tensor, ncols: int) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> one (H', W', C) picture with a 1-pixel white gap between tiles."""
+    images = check_tensor(images, "images").detach().float().cpu().clamp(0, 1)
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (N, channels, height, width), got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    nrows = -(-n // ncols)
+    canvas = torch.ones(c, nrows * (h + 1) - 1, ncols * (w + 1) - 1)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncols)
+        canvas[:, r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
+    return canvas.permute(1, 2, 0)
+
+
+def image_rows(
+    rows: Mapping[str, torch.Tensor], *, title: str | None = None, column_labels: Sequence[str] | None = None, scale: float = 0.6
+):
+    """One row of images per entry of ``rows`` (name -> (N, C, H, W) in [0, 1]), the name on the left."""
+    import matplotlib.pyplot as plt
+
+    ncols = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + (0.4 if title else 0.1)), squeeze=False)
+    for ax, (name, images) in zip(axes[:, 0], rows.items()):
+        picture = _grid(images, ncols)
+        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    if column_labels is not None:
+        tile = rows[next(iter(rows))].shape[-1] + 1
+        axes[0, 0].set_xticks([tile * i + tile / 2 - 1 for i in range(len(column_labels))], list(column_labels), fontsize=8)
+        axes[0, 0].xaxis.tick_top()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, *, ncols: int, title: str | None = None, scale: float = 0.6):
+    """All ``images`` in a grid of ``ncols`` columns."""
+    import matplotlib.pyplot as plt
+
+    picture = _grid(images, ncols)
+    nrows = -(-len(images) // ncols)
+    fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0.1)))
+    ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def study(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logx: bool = False,
+    reference: Mapping[str, float] | None = None,
+):
+    """Lines of a parameter study: one marker line per entry of ``series``; ``reference`` draws dashed levels."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    for name, values in series.items():
+        ax.plot(list(x), list(values), marker="o", label=name)
+    for name, level in (reference or {}).items():
+        ax.axhline(level, linestyle="--", color="grey", linewidth=1)
+        ax.annotate(name, (ax.get_xlim()[0], level), fontsize=8, color="grey", va="bottom")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xticks(list(x), [f"{v:g}" for v in x])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
