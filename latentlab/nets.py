@@ -199,7 +199,10 @@ class ConvClassifier(nn.Module):
         side = _check_image_size(image_size)
         self.features = _conv_features(channels, widths)
         self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(widths[1] * side * side, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_classes)
+            nn.Dropout(dropout),
+            nn.Linear(widths[1] * side * side, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,13 +28,19 @@ def _grid(images: torch.Tensor, ncols: int) -> torch.Tensor:
 
 
 def image_rows(
-    rows: Mapping[str, torch.Tensor], *, title: str | None = None, column_labels: Sequence[str] | None = None, scale: float = 0.6
+    rows: Mapping[str, torch.Tensor],
+    *,
+    title: str | None = None,
+    column_labels: Sequence[str] | None = None,
+    scale: float = 0.6,
 ):
     """One row of images per entry of ``rows`` (name -> (N, C, H, W) in [0, 1]), the name on the left."""
     import matplotlib.pyplot as plt
 
     ncols = max(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + (0.4 if title else 0.1)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + (0.4 if title else 0.1)), squeeze=False
+    )
     for ax, (name, images) in zip(axes[:, 0], rows.items()):
         picture = _grid(images, ncols)
         ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
@@ -45,7 +51,9 @@ def image_rows(
             side.set_visible(False)
     if column_labels is not None:
         tile = rows[next(iter(rows))].shape[-1] + 1
-        axes[0, 0].set_xticks([tile * i + tile / 2 - 1 for i in range(len(column_labels))], list(column_labels), fontsize=8)
+        axes[0, 0].set_xticks(
+            [tile * i + tile / 2 - 1 for i in range(len(column_labels))], list(column_labels), fontsize=8
+        )
         axes[0, 0].xaxis.tick_top()
     if title:
         fig.suptitle(title, fontsize=10)

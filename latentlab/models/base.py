@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import check_labels, check_tensor
+from ..checks import check_labels, check_partial_labels, check_tensor
 from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
 
 Batch = tuple[torch.Tensor, ...]
@@ -30,6 +30,16 @@ def split_batch(batch: Batch, model_name: str) -> tuple[torch.Tensor, torch.Tens
     if len(batch) < 2:
         raise ValueError(f"{model_name} learns from labels: pass batches (x, y), e.g. fit(model, (x, y), ...)")
     return check_tensor(batch[0], "x"), batch[1]
+
+
+def split_partial_batch(batch: Batch, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, labels, labelled)`` from a semi-supervised batch ``(x, y)`` with ``UNLABELLED`` rows, or ``(x,)``."""
+    x = check_tensor(batch[0], "x")
+    if len(batch) > 1:
+        labels, labelled = check_partial_labels(batch[1], num_classes, len(x))
+        return x, labels, labelled
+    no_labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    return x, no_labels, no_labels.bool()
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,16 @@ class LatentVariableModel(nn.Module):
     def controls(self) -> list[Control]:
         """The latent coordinates a slider may move."""
         return []
+
+    def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(y|x) for every class, for models with a classifier of their own."""
+        raise NotImplementedError(f"{type(self).__name__} has no classifier of its own")
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """The most probable label of each example under ``class_log_probs`` (eval mode, in chunks, on CPU)."""
+        self.eval()
+        return torch.cat([self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)])
 
 
 class LabelDecoderModel(LatentVariableModel):

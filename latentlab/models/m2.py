@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_partial_labels, check_tensor
 from ..distributions import DiagonalGaussian
-from .base import Batch, LabelDecoderModel
+from .base import Batch, LabelDecoderModel, split_partial_batch
 
 
 class M2(LabelDecoderModel):
@@ -63,7 +62,9 @@ class M2(LabelDecoderModel):
         for name, net in (("encoder", encoder), ("decoder", decoder)):
             width = getattr(net, "condition_dim", num_classes)
             if width != num_classes:
-                raise ValueError(f"the M2 {name} reads onehot(y): build it with condition_dim={num_classes}, not {width}")
+                raise ValueError(
+                    f"the M2 {name} reads onehot(y): build it with condition_dim={num_classes}, not {width}"
+                )
         if min(classifier_weight, beta) < 0:
             raise ValueError("classifier_weight and beta must be non-negative")
         self.encoder, self.decoder, self.classifier = encoder, decoder, classifier
@@ -102,11 +103,7 @@ class M2(LabelDecoderModel):
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """-J / batch size (eq. 9): labelled examples give L(x, y) + alpha log q(y|x), unlabelled ones U(x)."""
-        x = check_tensor(batch[0], "x")
-        if len(batch) > 1:
-            y, labelled = check_partial_labels(batch[1], self.num_classes, len(x))
-        else:
-            y, labelled = torch.zeros(len(x), dtype=torch.long, device=x.device), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        x, y, labelled = split_partial_batch(batch, self.num_classes)
         parts, classification = [], x.new_zeros(())
         if bool(labelled.any()):
             parts.append(self.labelled_bound(x[labelled], y[labelled]))
@@ -128,12 +125,6 @@ class M2(LabelDecoderModel):
         return F.log_softmax(self.classifier(x), dim=-1)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """The most probable class under q(y|x)."""
-        self.eval()
-        return torch.cat([self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)])
-
-    @torch.no_grad()
     def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         """Conditional generation: z ~ N(0, I), or the rows of ``style`` (shared style), decoded with each label."""
         z = torch.randn(len(y), self.latent_dim, device=self.device) if style is None else style.to(self.device)
@@ -144,4 +135,6 @@ class M2(LabelDecoderModel):
         """Label switch: z from q(z|x,y) (y = the prediction when None), decoded with ``target``."""
         self.eval()
         x = x.to(self.device)
-        return self.decode({"z": self.encode(x, None if y is None else y.to(self.device))["z"].mean}, target.to(self.device))
+        return self.decode(
+            {"z": self.encode(x, None if y is None else y.to(self.device))["z"].mean}, target.to(self.device)
+        )
