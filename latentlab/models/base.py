@@ -139,6 +139,22 @@ class LabelDecoderModel(LatentVariableModel):
     Subclasses set ``num_classes`` and have an ``encoder`` (with ``latent_dim``) and a ``decoder(z, condition)``.
     """
 
+    @staticmethod
+    def check_label_networks(num_classes: int, **networks: nn.Module) -> None:
+        """Refuse fewer than 2 classes, and networks (by name) whose ``condition_dim`` is not ``num_classes``.
+
+        Networks without a ``condition_dim`` attribute (custom modules) are trusted.
+        """
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        for name, net in networks.items():
+            width = getattr(net, "condition_dim", num_classes)
+            if width != num_classes:
+                raise ValueError(
+                    f"the {name} reads onehot(y) but takes a condition of width {width}; "
+                    f"build it with condition_dim={num_classes}"
+                )
+
     @property
     def latent_dim(self) -> int:
         return self.encoder.latent_dim

@@ -185,7 +185,7 @@ class CCVAE(LatentVariableModel):
 
     # ------------------------------------------------------------------ the two bounds
 
-    def _latent_log_ratio_style(self, z: torch.Tensor, q_z: DiagonalGaussian) -> tuple[torch.Tensor, torch.Tensor]:
+    def _log_q_z_and_log_p_style(self, z: torch.Tensor, q_z: DiagonalGaussian) -> tuple[torch.Tensor, torch.Tensor]:
         """log q(z|x) at the sample, and log p(z_style) under N(0, I)."""
         _, z_style = self.split(z)
         log_p_style = gaussian_log_density(z_style, torch.zeros_like(z_style), torch.zeros_like(z_style))
@@ -197,7 +197,7 @@ class CCVAE(LatentVariableModel):
         z = q_z.rsample()
         z_c, _ = self.split(z)
         log_px = self.reconstruction_log_likelihood(x, self.decoder(z))
-        log_qz, log_p_style = self._latent_log_ratio_style(z, q_z)
+        log_qz, log_p_style = self._log_q_z_and_log_p_style(z, q_z)
         log_pz = self.prior_c(y).log_prob(z_c) + log_p_style  # log p(z|y)
         log_qy_zc = self.log_q_y_given_zc(z_c.detach()).gather(-1, y[:, None])[:, 0]
         log_qy_x = self.log_q_y_given_x(q_z, y)
@@ -212,7 +212,7 @@ class CCVAE(LatentVariableModel):
         z = q_z.rsample()
         z_c, _ = self.split(z)
         log_px = self.reconstruction_log_likelihood(x, self.decoder(z))
-        log_qz, log_p_style = self._latent_log_ratio_style(z, q_z)
+        log_qz, log_p_style = self._log_q_z_and_log_p_style(z, q_z)
         log_q_y = self.log_q_y_given_zc(z_c.detach())  # (batch, classes)
         q_y = log_q_y.exp()
         log_p_zc = self.prior_c.log_prob_all(z_c)  # (batch, classes)

@@ -69,12 +69,9 @@ class CondVAEInfo(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.check_label_networks(num_classes, decoder=decoder)
         if getattr(encoder, "condition_dim", 0) != 0:
             raise ValueError("the CondVAE-info encoder must not see the label: build it with condition_dim=0")
-        if getattr(decoder, "condition_dim", num_classes) != num_classes:
-            raise ValueError(f"the decoder reads onehot(y): build it with condition_dim={num_classes}")
         if min(beta, class_weight, aux_weight) < 0:
             raise ValueError("beta, class_weight and aux_weight must be non-negative")
         self.encoder, self.decoder, self.classifier, self.auxiliary = encoder, decoder, classifier, auxiliary

@@ -47,12 +47,7 @@ class CVAE(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        for name, net in (("encoder", encoder), ("decoder", decoder)):
-            width = getattr(net, "condition_dim", num_classes)
-            if width != num_classes:
-                raise ValueError(f"the {name} takes a condition of width {width}; build it with condition_dim={num_classes}")
+        self.check_label_networks(num_classes, encoder=encoder, decoder=decoder)
         if beta < 0:
             raise ValueError(f"beta must be non-negative, got {beta}")
         self.encoder, self.decoder = encoder, decoder

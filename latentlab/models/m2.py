@@ -57,14 +57,7 @@ class M2(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        for name, net in (("encoder", encoder), ("decoder", decoder)):
-            width = getattr(net, "condition_dim", num_classes)
-            if width != num_classes:
-                raise ValueError(
-                    f"the M2 {name} reads onehot(y): build it with condition_dim={num_classes}, not {width}"
-                )
+        self.check_label_networks(num_classes, encoder=encoder, decoder=decoder)
         if min(classifier_weight, beta) < 0:
             raise ValueError("classifier_weight and beta must be non-negative")
         self.encoder, self.decoder, self.classifier = encoder, decoder, classifier
