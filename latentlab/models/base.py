@@ -130,7 +130,8 @@ class LatentVariableModel(nn.Module):
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The most probable label of each example under ``class_log_probs`` (eval mode, in chunks, on CPU)."""
         self.eval()
-        return torch.cat([self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)])
+        chunks = [self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)]
+        return torch.cat(chunks)
 
 
 class LabelDecoderModel(LatentVariableModel):
