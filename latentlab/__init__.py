@@ -4,22 +4,39 @@ Public names only; each lives in its own module:
 
 * :mod:`latentlab.config`        run profile, device, data root, seeding
 * :mod:`latentlab.distributions` reparameterisation, KL divergences, likelihoods
-* :mod:`latentlab.nets`          encoders and decoders
+* :mod:`latentlab.nets`          encoders and decoders (MLP, small conv)
+* :mod:`latentlab.nets_faces`    residual (IntroVAE/IntroVAC) and DCGAN nets for 32-128 px faces, discriminator
 * :mod:`latentlab.models`        one file per model, one interface for all
-* :mod:`latentlab.train`         the one training loop, checkpoints, resume
+* :mod:`latentlab.train`         the one training loop, checkpoints, resume, GPU switches
+* :mod:`latentlab.distributed`   data-parallel training over processes started by torchrun
+* :mod:`latentlab.zoo`           every model built for face images by name
 * :mod:`latentlab.exact`         linear-Gaussian models with exact evidence (for checking bounds)
-* :mod:`latentlab.data`          datasets (toy sets; MNIST and the scikit-learn digits; label splits)
-* :mod:`latentlab.metrics`       reconstruction, probes, edit success, for any model
+* :mod:`latentlab.data`          datasets (toy sets; digits; CelebA; synthetic faces; label splits)
+* :mod:`latentlab.metrics`       reconstruction, probes, edit success, identity and locality, for any model
+* :mod:`latentlab.judge`         the independent attribute classifier that scores edits
+* :mod:`latentlab.fid`           FID through torchmetrics, with a named fallback feature space
 * :mod:`latentlab.edit`          editing helpers shared by models
 * :mod:`latentlab.plot`          image grids and study plots
 """
 
 __version__ = "0.1.0"
 
-from . import config, data, distributions, edit, exact, metrics, nets, plot
+from . import config, data, distributed, distributions, edit, exact, fid, metrics, nets, nets_faces, plot, zoo
 from .config import describe_run, profile
 from .distributions import DiagonalGaussian
-from .models import CCVAE, CSVAE, CVAE, M2, VAE, Classifier, CondVAEInfo, Control, LatentVariableModel
+from .judge import IndependentJudge
+from .models import (
+    CCVAE,
+    CSVAE,
+    CVAE,
+    M2,
+    VAE,
+    AttributeClassifier,
+    Classifier,
+    CondVAEInfo,
+    Control,
+    LatentVariableModel,
+)
 from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 
 __all__ = [
@@ -28,6 +45,12 @@ __all__ = [
     "distributions",
     "exact",
     "nets",
+    "nets_faces",
+    "distributed",
+    "zoo",
+    "fid",
+    "IndependentJudge",
+    "AttributeClassifier",
     "data",
     "metrics",
     "edit",

@@ -242,3 +242,79 @@ def style_preservation(
     residual = (after - before).pow(2).sum()
     spread = (before - before.mean(0)).pow(2).sum().clamp_min(1e-12)
     return float(1.0 - residual / spread)
+
+
+# ----------------------------------------------------------------------------- faces
+
+
+def attribute_edit_success(edit: Editor, predict: Classifier, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Edit success for one binary attribute, named by direction: ``add`` (0 -> 1) and ``remove`` (1 -> 0).
+
+    ``predict`` is the independent judge's ``x -> 0/1`` for that attribute (e.g.
+    ``judge.predictor("Smiling")``): the protocol of Creswell et al. (2017), who report both directions.
+    """
+    scores = edit_success(edit, predict, x, y)
+    return {"add": scores["0->1"], "remove": scores["1->0"]}
+
+
+def factor_agreement(
+    before: torch.Tensor, after: torch.Tensor, names: Sequence[str], categorical: Sequence[str] = ()
+) -> dict[str, float]:
+    """How well ``after`` (N, F) reproduces ``before`` (N, F), per factor, and their mean.
+
+    Continuous factors: R^2 = 1 - sum (after - before)^2 / sum (before - mean before)^2 (1: identical,
+    0: no better than the average face). Categorical factors: the share of rows where they agree.
+    """
+    before, after = check_tensor(before, "before").float(), check_tensor(after, "after").float()
+    if before.shape != after.shape or before.dim() != 2 or before.shape[1] != len(names):
+        raise ValueError(
+            f"before and after must both be (N, {len(names)}) for factors {list(names)}, "
+            f"got {tuple(before.shape)} and {tuple(after.shape)}"
+        )
+    scores = {}
+    for j, name in enumerate(names):
+        if name in categorical:
+            scores[name] = float((before[:, j].round() == after[:, j].round()).float().mean())
+        else:
+            spread = (before[:, j] - before[:, j].mean()).pow(2).sum().clamp_min(1e-12)
+            scores[name] = float(1 - (after[:, j] - before[:, j]).pow(2).sum() / spread)
+    scores["mean"] = float(np.mean(list(scores.values())))
+    return scores
+
+
+def identity_preservation(factors: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, edited: torch.Tensor,
+                          names: Sequence[str], categorical: Sequence[str] = ()) -> dict[str, float]:
+    """Does an edit keep the person? Identity factors predicted from ``x`` and from ``edited`` compared.
+
+    ``factors`` maps images to identity factors (e.g. ``judge.factors`` of a judge trained on
+    synthetic faces, whose generator knows face shape, skin and hair tone, position, hair style).
+    Returns :func:`factor_agreement` of the two predictions: 1 everywhere means the edit changed
+    the attribute and nothing of who the face is.
+    """
+    if x.shape != edited.shape:
+        raise ValueError(f"x and edited must have the same shape, got {tuple(x.shape)} and {tuple(edited.shape)}")
+    return factor_agreement(factors(x), factors(edited), names, categorical)
+
+
+def edit_locality(x: torch.Tensor, edited: torch.Tensor, regions: torch.Tensor) -> float:
+    """Share of an edit's pixel change that falls inside the edited attribute's region, averaged over images.
+
+    ``regions`` is ``(N, H, W)`` bool (e.g. one attribute's slice of
+    :func:`latentlab.data.synthfaces.attribute_regions`). Change is the absolute difference summed
+    over channels. 1 means the edit touched only the attribute's pixels; the region's share of the
+    image is what an edit that changes everything uniformly would score. Images the edit left
+    unchanged are skipped (they have no change to place).
+    """
+    x, edited = check_tensor(x, "x"), check_tensor(edited, "edited")
+    if x.shape != edited.shape or x.dim() != 4:
+        raise ValueError(f"x and edited must both be (N, C, H, W), got {tuple(x.shape)} and {tuple(edited.shape)}")
+    regions = check_tensor(regions, "regions")
+    if regions.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"regions must be (N, H, W) = {(x.shape[0], *x.shape[2:])}, got {tuple(regions.shape)}")
+    change = (edited.float() - x.float()).abs().sum(1).cpu()
+    total = change.flatten(1).sum(1)
+    inside = (change * regions.cpu().float()).flatten(1).sum(1)
+    moved = total > 1e-8
+    if not bool(moved.any()):
+        raise ValueError("the edit changed no pixel of any image; locality is undefined")
+    return float((inside[moved] / total[moved]).mean())

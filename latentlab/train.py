@@ -5,7 +5,12 @@ What the loop owns, so models do not have to:
 * device choice, seeding, a data order that is a pure function of (seed, epoch), so a run
   can stop anywhere and continue exactly where it stopped;
 * per-epoch history of every loss term the model reports;
-* bf16 mixed precision on CUDA (on by default there);
+* the GPU fast paths, each switchable and on by default on CUDA: bf16 mixed precision,
+  channels_last memory layout, ``torch.compile`` of the sub-networks, pinned host memory and
+  DataLoader worker processes;
+* data-parallel training over several processes started by ``torchrun`` (see
+  :mod:`latentlab.distributed`): the global batch is split over processes, gradients averaged,
+  checkpoints and progress written by rank 0 alone;
 * checkpoints every N steps, written atomically (temporary file, fsync, rename) and read
   back with ``torch.load(weights_only=True)``; resume restores model, optimizers,
   schedulers, history and RNG state;
@@ -26,9 +31,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from . import config
+from . import config, distributed
 from .models.base import LatentVariableModel
 
 CHECKPOINT_FORMAT = "latentlab-checkpoint-v1"
@@ -153,24 +159,49 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_examples, generator=generator)
 
 
+def step_batches(order: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
+    """This process's example indices for each step of an epoch, given the epoch's ``order``.
+
+    Step i's *global* batch is ``order[i*batch_size : (i+1)*batch_size]``; process ``rank`` takes every
+    ``world_size``-th example of it, so the slices of all processes together are exactly the batch a
+    single process takes. A last global batch with fewer examples than processes is dropped (every
+    process must take part in every step's gradient average).
+    """
+    steps = []
+    for start in range(0, len(order), batch_size):
+        global_batch = order[start : start + batch_size]
+        if len(global_batch) < world_size:
+            break
+        steps.append(global_batch[rank::world_size])
+    return steps
+
+
 def _batches(
-    dataset: Dataset, order: torch.Tensor, batch_size: int, num_workers: int, pin_memory: bool
+    dataset: Dataset, steps: list[torch.Tensor], num_workers: int, pin_memory: bool
 ) -> Iterator[tuple[torch.Tensor, ...]]:
-    if isinstance(dataset, TensorDataset):  # small in-memory data: index directly, no collate cost
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
+    if isinstance(dataset, TensorDataset):  # in-memory data: index directly, no collate cost
+        for index in steps:
             yield tuple(t[index] for t in dataset.tensors)
         return
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=order.tolist(),
+        batch_sampler=[index.tolist() for index in steps],
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
     )
     for batch in loader:
         yield tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+
+def to_device(t: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    t = t.to(device, non_blocking=True)
+    if t.dim() == 4:
+        if t.dtype == torch.uint8:  # images stored as bytes travel 4x lighter and become [0, 1] floats here
+            t = t.float().div_(255)
+        if channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+    return t
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -189,31 +220,46 @@ def fit(
     keep_checkpoints: int = 2,
     resume: bool = True,
     amp: bool | None = None,
+    channels_last: bool | None = None,
+    compile: bool | str | None = None,
     max_steps: int | None = None,
     progress: bool = True,
-    num_workers: int = 0,
+    num_workers: int | None = None,
 ) -> History:
     """Train ``model`` on ``data`` and return the per-epoch mean of every loss term.
 
     Args:
         epochs: passes over the data.
-        batch_size: examples per step (the last batch of an epoch may be smaller).
+        batch_size: examples per step (the last batch of an epoch may be smaller). Under
+            ``torchrun`` this is the *global* batch, split over the processes, so a run gives the
+            same steps on one GPU or eight.
         seed: seeds parameters' noise and the data order; the same seed gives the same run.
-        device: defaults to :func:`latentlab.config.default_device`.
+        device: defaults to :func:`latentlab.config.default_device` (under ``torchrun``, pass the
+            device :func:`latentlab.distributed.setup` returned).
         checkpoint_dir: where checkpoints go; with ``resume=True`` an existing run there
             continues from its newest checkpoint (a finished run returns at once); with
-            ``resume=False`` a directory that already holds checkpoints is refused.
+            ``resume=False`` a directory that already holds checkpoints is refused. Only rank 0 writes.
         checkpoint_every: steps between checkpoints (default: once per epoch). A final
             checkpoint is always written at the end.
         keep_checkpoints: how many recent checkpoints to keep (at least 2, so a damaged newest
             file never leaves the run without a good one).
         amp: bf16 autocast; ``None`` turns it on for CUDA devices that support bf16.
+        channels_last: NHWC memory layout for image batches and conv weights (faster convolutions
+            on tensor cores); ``None`` turns it on for CUDA.
+        compile: ``torch.compile`` each of the model's sub-networks in place (state-dict keys do not
+            change, so checkpoints stay interchangeable); ``True`` uses the default backend, a string
+            names one (``"eager"`` checks the wiring without code generation); ``None`` turns it on
+            for CUDA, where the first steps then pay a minute or more of compilation.
         max_steps: stop after this many optimisation steps in total (counting resumed ones).
-        progress: show a tqdm bar (a widget in notebooks, text elsewhere).
-        num_workers: DataLoader workers for Dataset inputs (tensor inputs need none).
+        progress: show a tqdm bar (a widget in notebooks, text elsewhere; rank 0 only).
+        num_workers: DataLoader worker processes for Dataset inputs (tensor inputs are indexed
+            directly and need none); ``None``: up to 8 on CUDA (with pinned memory), else 0.
+
+    Images given as ``uint8`` tensors (N, C, H, W) are moved to the device as bytes and turned into
+    floats in [0, 1] there.
 
     Raises:
-        NonFiniteLossError: a loss term became NaN or inf; nothing was written.
+        NonFiniteLossError: a loss term became NaN or inf (on any process); nothing was written.
         CheckpointError: the newest checkpoint is damaged or belongs to another run.
     """
     if not isinstance(model, LatentVariableModel):
@@ -222,16 +268,32 @@ def fit(
         raise ValueError(f"need epochs >= 0 and batch_size >= 1, got epochs={epochs}, batch_size={batch_size}")
     if keep_checkpoints < 2:
         raise ValueError("keep_checkpoints must be at least 2 so a damaged newest checkpoint has a fallback")
+    rank, world = distributed.rank(), distributed.world_size()
+    if batch_size < world:
+        raise ValueError(
+            f"batch_size={batch_size} is smaller than the {world} processes; each needs at least one example per step"
+        )
     dataset = as_dataset(data)
     device = torch.device(device) if device is not None else config.default_device()
-    amp = _resolve_amp(amp, device)
+    amp = resolve_amp(amp, device)
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    num_workers = (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0) if num_workers is None else num_workers
+    pin_memory = device.type == "cuda"
+    main = rank == 0
 
-    config.seed_everything(seed)
+    config.seed_everything(seed + rank)  # each process draws its own noise; rank 0 keeps the plain seed
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    distributed.broadcast_module(model)  # every process starts from rank 0's parameters
+    if pin_memory and isinstance(dataset, TensorDataset):
+        dataset = TensorDataset(*(t.pin_memory() for t in dataset.tensors))  # once, so copies can be asynchronous
     optimizers = model.configure_optimizers()
     schedulers = model.configure_schedulers(optimizers)
 
-    steps_per_epoch = math.ceil(len(dataset) / batch_size)
+    steps_per_epoch = len(step_batches(torch.arange(len(dataset)), batch_size, 0, world))
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} examples cannot feed {world} processes; use more data or fewer processes")
     checkpoint_every = checkpoint_every or steps_per_epoch
     run = {"step": 0, "epoch": 0, "step_in_epoch": 0, "epoch_sums": {}, "history": {}}
 
@@ -256,7 +318,14 @@ def fit(
         for name, sched in schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
         run = {k: state[k] for k in run}
-        _set_rng_state(state["rng"])
+        if main:
+            _set_rng_state(state["rng"])
+        else:  # the checkpoint holds rank 0's generator; the others continue on fresh noise
+            config.seed_everything(seed + rank + 7919 * run["step"])
+    if compile is None:
+        compile = device.type == "cuda"
+    if compile:
+        compile_subnetworks(model, compile)
 
     def write_checkpoint() -> Path:
         state = {
@@ -279,16 +348,19 @@ def fit(
     total_steps = epochs * steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
-    bar = _progress_bar(progress, total_steps, run["step"], type(model).__name__)
+    bar = _progress_bar(progress and main, total_steps, run["step"], type(model).__name__)
     model.train()
     try:
         while run["epoch"] < epochs and run["step"] < total_steps:
-            order = epoch_order(len(dataset), seed, run["epoch"])
-            order = order[run["step_in_epoch"] * batch_size :]
-            for batch in _batches(dataset, order, batch_size, num_workers, device.type == "cuda"):
-                batch = tuple(t.to(device, non_blocking=True) for t in batch)
+            steps = step_batches(epoch_order(len(dataset), seed, run["epoch"]), batch_size, rank, world)
+            global_sizes = [min(batch_size, len(dataset) - i * batch_size) for i in range(len(steps))]
+            steps, global_sizes = steps[run["step_in_epoch"] :], global_sizes[run["step_in_epoch"] :]
+            for batch, global_size in zip(_batches(dataset, steps, num_workers, pin_memory), global_sizes):
+                batch = tuple(to_device(t, device, channels_last) for t in batch)
+                distributed.set_batch_share(len(batch[0]), global_size)
                 with torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext():
                     terms = model.training_step(batch, optimizers)
+                terms = distributed.average_terms(terms)  # a NaN on any process now stops them all
                 _check_finite(terms, run, checkpoint_dir)
                 for name, value in terms.items():
                     run["epoch_sums"][name] = run["epoch_sums"].get(name, 0.0) + value
@@ -308,17 +380,38 @@ def fit(
                         sched.step()
                 stopping = run["step"] >= total_steps
                 if checkpoint_dir is not None and (run["step"] % checkpoint_every == 0 or stopping):
-                    write_checkpoint()
+                    if main:
+                        write_checkpoint()
+                    distributed.barrier()  # nobody runs ahead of a checkpoint it might resume from
                 if stopping or epoch_done:
                     break
     finally:
         if bar is not None:
             bar.close()
+    distributed.broadcast_module(model)  # batch-norm statistics differ per process: keep rank 0's, as saved
     model.eval()
     return run["history"]
 
 
-def _resolve_amp(amp: bool | None, device: torch.device) -> bool:
+def compile_subnetworks(model: LatentVariableModel, backend: bool | str) -> None:
+    """``torch.compile`` every direct sub-network in place (``Module.compile``), leaving parameter names as they are.
+
+    Models call their sub-networks (encoder, decoder, classifier...) rather than one ``forward``,
+    so those are what get compiled; containers (ModuleList/ModuleDict) are compiled through their members.
+    """
+    kwargs = {} if backend is True else {"backend": backend}
+    for child in model.children():
+        if isinstance(child, nn.ModuleDict):
+            nets = list(child.values())
+        elif isinstance(child, nn.ModuleList):
+            nets = list(child)
+        else:
+            nets = [child]
+        for net in nets:
+            net.compile(**kwargs)
+
+
+def resolve_amp(amp: bool | None, device: torch.device) -> bool:
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if amp is None:
         return cuda_bf16

@@ -2,11 +2,11 @@
 
 from .base import Control, LatentVariableModel
 from .ccvae import CCVAE
-from .classifier import Classifier
+from .classifier import AttributeClassifier, Classifier
 from .condvae_info import CondVAEInfo
 from .csvae import CSVAE
 from .cvae import CVAE
 from .m2 import M2
 from .vae import VAE
 
-__all__ = ["Control", "LatentVariableModel", "VAE", "CVAE", "CondVAEInfo", "CSVAE", "CCVAE", "M2", "Classifier"]
+__all__ = ["Control", "LatentVariableModel", "VAE", "CVAE", "CondVAEInfo", "CSVAE", "CCVAE", "M2", "Classifier", "AttributeClassifier"]

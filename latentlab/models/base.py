@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import distributed
 from ..checks import check_labels, check_partial_labels, check_tensor
 from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
 
@@ -83,11 +84,22 @@ class LatentVariableModel(nn.Module):
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         """Default update: one backward pass of ``loss`` and one step of the single optimizer."""
         (optimizer,) = optimizers.values()
-        optimizer.zero_grad(set_to_none=True)
         terms = self.loss_terms(batch)
-        terms["loss"].backward()
-        optimizer.step()
+        self.update(optimizer, terms["loss"])
         return {name: float(value.detach()) for name, value in terms.items()}
+
+    @staticmethod
+    def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, retain_graph: bool = False) -> None:
+        """One step of ``optimizer`` on ``loss``: zero its gradients, backward, average over processes, step.
+
+        Every model's ``training_step`` updates through here, so multi-process training (torchrun)
+        averages exactly the gradients each optimizer is about to use. Gradients that ``loss`` leaves on
+        parameters of *other* optimizers stay there; the step that owns them zeroes them first.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain_graph)
+        distributed.average_gradients(optimizer)
+        optimizer.step()
 
     # Reconstruction through the decoder's likelihood: models call set_likelihood once in their
     # constructor, then share the two methods below.

@@ -123,14 +123,10 @@ class CondVAEInfo(LabelDecoderModel):
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         terms = self.loss_terms(batch)
         # 1. encoder, head and decoder minimise L_enc (which *maximises* L_aux through z)
-        optimizers["model"].zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizers["model"].step()
+        self.update(optimizers["model"], terms["loss"])
         # 2. the auxiliary network minimises L_aux on detached z; zeroing first drops the
         #    gradient step 1 left on A, which pointed the wrong way for A
-        optimizers["auxiliary"].zero_grad(set_to_none=True)
-        terms["aux"].backward()
-        optimizers["auxiliary"].step()
+        self.update(optimizers["auxiliary"], terms["aux"])
         return {name: float(value.detach()) for name, value in terms.items()}
 
     @torch.no_grad()

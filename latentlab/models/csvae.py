@@ -202,14 +202,10 @@ class CSVAE(LatentVariableModel):
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         terms = self.loss_terms(batch)
         # 1. encoders and decoder minimise M1 + M2 (M2 pushes the adversary's output towards 1/2)
-        optimizers["model"].zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizers["model"].step()
+        self.update(optimizers["model"], terms["loss"])
         if self.adversary is not None:
             # 2. the adversary maximises N on detached z; zeroing first drops what step 1 left on it
-            optimizers["adversary"].zero_grad(set_to_none=True)
-            terms["adversary"].backward()
-            optimizers["adversary"].step()
+            self.update(optimizers["adversary"], terms["adversary"])
         return {name: float(value.detach()) for name, value in terms.items()}
 
     @torch.no_grad()

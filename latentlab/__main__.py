@@ -1,0 +1,5 @@
+"""``python -m latentlab ...`` (and ``torchrun ... -m latentlab ...``): see :mod:`latentlab.cli`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""Command line: train a face model on one GPU, on all local GPUs, or on CPU; measure throughput.
+
+    python -m latentlab train --model cvae --data synthetic --subset Smiling --image-size 64 --epochs 5
+    torchrun --standalone --nproc_per_node=gpu -m latentlab train --model cvae --data celeba --image-size 128
+    python -m latentlab bench --sizes 64 128
+
+``train`` runs :func:`latentlab.train.fit` (the same loop the book uses) and writes, from rank 0
+only, checkpoints under ``<out>/checkpoints`` and the per-epoch history to ``<out>/history.json``.
+Run the same command again to resume an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config, distributed
+from .data.faces import FACE_SUBSETS
+from .zoo import BUILDERS, UNLABELLED_MODELS, face_model
+
+
+def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+    """--name / --no-name, default None (= the loop's own default: on for CUDA)."""
+    parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m latentlab", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a face model (torchrun-aware)")
+    train.add_argument("--model", choices=sorted(BUILDERS), required=True)
+    train.add_argument("--data", choices=("synthetic", "celeba"), default="synthetic")
+    train.add_argument("--subset", default="Smiling", help=f"attribute subset: one of {', '.join(FACE_SUBSETS)}")
+    train.add_argument("--image-size", type=int, choices=(32, 64, 128), default=64)
+    train.add_argument("--nets", choices=("residual", "dcgan"), default="residual")
+    train.add_argument("--latent-dim", type=int, default=None)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64, help="global batch, split over processes")
+    train.add_argument("--learning-rate", type=float, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--num-train", type=int, default=20000, help="synthetic faces to generate")
+    train.add_argument("--limit", type=int, default=None, help="CelebA: use only the first N training images")
+    train.add_argument("--balance", action="store_true", help="CelebA: the IntroVAC positive/negative balance")
+    train.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<data>-<size>)")
+    train.add_argument("--num-workers", type=int, default=None)
+    train.add_argument("--checkpoint-every", type=int, default=None)
+    _switch(train, "amp", "bf16 autocast")
+    _switch(train, "channels-last", "NHWC memory layout")
+    _switch(train, "compile", "torch.compile the sub-networks")
+
+    bench = commands.add_parser("bench", help="training-step throughput of every face model")
+    from .bench import add_arguments
+
+    add_arguments(bench)
+    return parser
+
+
+def _training_data(args: argparse.Namespace):
+    """The training set and a line saying exactly which data it is."""
+    labelled = args.model not in UNLABELLED_MODELS
+    if args.data == "synthetic":
+        from .data.synthfaces import synthetic_faces
+
+        faces = synthetic_faces(num_train=args.num_train, num_test=1, image_size=args.image_size, seed=args.seed)
+        x, y = faces.split(args.subset, "train")
+        if y.dim() != 1:
+            raise SystemExit(f"subset {args.subset} has several labels; these models take one binary attribute")
+        return ((x, y) if labelled else (x,)), faces.describe()
+    from .data.celeba import CelebAFaces
+
+    dataset = CelebAFaces(
+        split="train",
+        subset=args.subset,
+        image_size=args.image_size,
+        negatives_per_positive="introvac" if args.balance else None,
+        limit=args.limit,
+        cache_dir=config.data_root() / "celeba" / "cache",
+    )
+    return dataset, dataset.describe()
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from .train import fit
+
+    device = distributed.setup()
+    main = distributed.is_main_process()
+    try:
+        data, description = _training_data(args)
+        extra = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+        model = face_model(args.model, image_size=args.image_size, latent_dim=args.latent_dim, nets=args.nets, **extra)
+        out = args.out or Path("runs") / f"{args.model}-{args.data}-{args.image_size}"
+        if main:
+            print(config.describe_run(description, device))
+            print(f"model: {type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+                  f"{distributed.world_size()} process(es), global batch {args.batch_size}, run directory {out}")
+        history = fit(
+            model,
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=device,
+            checkpoint_dir=out / "checkpoints",
+            checkpoint_every=args.checkpoint_every,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            max_steps=args.max_steps,
+            num_workers=args.num_workers,
+            progress=main and sys.stderr.isatty(),
+        )
+        if main:
+            _write_json_atomically(out / "history.json", {"data": description, "history": history})
+            last = {name: round(values[-1], 5) for name, values in history.items() if values}
+            print(f"done: last epoch {last}; history in {out / 'history.json'}")
+    finally:
+        distributed.teardown()
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        train_command(args)
+    else:
+        from .bench import bench_command
+
+        bench_command(args)

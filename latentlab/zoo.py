@@ -1,0 +1,93 @@
+"""Every model, built for face images by name: what the command line, the benchmark and the face chapters share.
+
+``face_model("cvae", image_size=64)`` returns a CVAE whose encoder and decoder are the residual
+networks of IntroVAE/IntroVAC sized for 64 px (``nets="dcgan"``: the information-factorization
+paper's DCGAN-style nets). Labels are one binary attribute (``num_classes=2``) unless given.
+Keyword arguments the builder does not use go to the model's constructor (``beta=...``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .models import CCVAE, CSVAE, CVAE, M2, VAE, Classifier, CondVAEInfo, LatentVariableModel
+from .nets import MLP
+from .nets_faces import FaceClassifier, face_networks
+
+#: latent size per image size when none is given (IntroVAC: 256 at 128 px)
+DEFAULT_LATENT_DIM = {32: 64, 64: 128, 128: 256}
+#: face images are not binary: the default likelihood is Laplace (L1 reconstruction, as in IntroVAC)
+FACE_LIKELIHOOD = {"likelihood": "laplace", "decoder_std": 0.1}
+
+
+def _vae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, kind=nets)
+    return VAE(encoder, decoder, **{**FACE_LIKELIHOOD, **kwargs})
+
+
+def _cvae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes, encoder_condition_dim=classes)
+    return CVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
+
+
+def _condvae_info(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes)
+    head = FaceClassifier(size, classes, kind=nets)
+    auxiliary = MLP(latent, (256, 256), classes)
+    return CondVAEInfo(encoder, decoder, head, auxiliary, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
+
+
+def _csvae(size, latent, classes, nets, kwargs):
+    num_labels, w_dim = 1, kwargs.pop("w_dim", 2)  # one binary attribute, its own w subspace
+    z_encoder, _ = face_networks(size, latent, kind=nets)
+    w_encoder, _ = face_networks(size, w_dim * num_labels, kind=nets, encoder_condition_dim=num_labels)
+    _, decoder = face_networks(size, latent + w_dim * num_labels, kind=nets)  # p(x | z, w) reads both parts
+    adversary = MLP(latent, (256, 256), num_labels)
+    return CSVAE(
+        z_encoder, w_encoder, decoder, adversary, num_labels=num_labels, w_dim=w_dim, **{**FACE_LIKELIHOOD, **kwargs}
+    )
+
+
+def _ccvae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, kind=nets)
+    return CCVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
+
+
+def _m2(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes, encoder_condition_dim=classes)
+    return M2(encoder, decoder, FaceClassifier(size, classes, kind=nets), num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
+
+
+def _classifier(size, latent, classes, nets, kwargs):
+    return Classifier(FaceClassifier(size, classes, kind=nets), num_classes=classes, **kwargs)
+
+
+BUILDERS: dict[str, Callable[..., LatentVariableModel]] = {
+    "vae": _vae,
+    "cvae": _cvae,
+    "condvae_info": _condvae_info,
+    "csvae": _csvae,
+    "ccvae": _ccvae,
+    "m2": _m2,
+    "classifier": _classifier,
+}
+#: models that learn without labels (their batches may be ``(x,)``)
+UNLABELLED_MODELS = ("vae",)
+
+
+def face_model(
+    name: str,
+    *,
+    image_size: int = 64,
+    num_classes: int = 2,
+    latent_dim: int | None = None,
+    nets: str = "residual",
+    **kwargs,
+) -> LatentVariableModel:
+    """Build model ``name`` (one of :data:`BUILDERS`) for ``image_size`` px RGB faces."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
+    if image_size not in DEFAULT_LATENT_DIM:
+        raise ValueError(f"face models take 32, 64 or 128 px images, got {image_size}; resize the images")
+    latent_dim = latent_dim or DEFAULT_LATENT_DIM[image_size]
+    return BUILDERS[name](image_size, latent_dim, num_classes, nets, dict(kwargs))
