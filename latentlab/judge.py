@@ -26,7 +26,7 @@ import torch
 
 from .data.faces import FaceImages
 from .models.classifier import AttributeClassifier
-from .nets_faces import FaceClassifier
+from .nets_faces import BOTTLENECK, FaceClassifier
 
 JUDGE_FORMAT = "latentlab-judge-v1"
 
@@ -172,14 +172,24 @@ class IndependentJudge:
         return lambda x: (self.probabilities(x)[:, j] > 0.5).long()
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's penultimate features ``(N, D)`` (the FID fallback feature space)."""
+    def features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """The network's last feature maps, averaged over their 4x4 positions: ``(N, channels)``, on CPU.
+
+        The FID fallback feature space. Averaging over positions (as Inception's pool3 does) keeps the
+        dimension (the trunk's last width, 32 to 256) well below the few thousand images a chapter
+        compares, so the covariance that FID needs is estimated, not singular.
+        """
         self.model.eval()
-        return self.model.net.features(x.to(self.model.device)).float()
+        chunks = []
+        for chunk in x.split(batch_size):
+            flat = self.model.net.features(chunk.to(self.model.device)).float()
+            chunks.append(flat.view(len(chunk), self.feature_dim, -1).mean(-1).cpu())
+        return torch.cat(chunks)
 
     @property
     def feature_dim(self) -> int:
-        return int(self.model.net.feature_dim)
+        """Width of :meth:`features`: the channels of the trunk's last (4x4) feature maps."""
+        return int(self.model.net.feature_dim) // (BOTTLENECK * BOTTLENECK)
 
     def evaluate(
         self, x: torch.Tensor, attributes: torch.Tensor, factors: torch.Tensor | None = None

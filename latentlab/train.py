@@ -274,6 +274,8 @@ def fit(
             f"batch_size={batch_size} is smaller than the {world} processes; each needs at least one example per step"
         )
     dataset = as_dataset(data)
+    if device is None and world > 1 and torch.distributed.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())  # the GPU distributed.setup gave this process
     device = torch.device(device) if device is not None else config.default_device()
     amp = resolve_amp(amp, device)
     channels_last = device.type == "cuda" if channels_last is None else channels_last
