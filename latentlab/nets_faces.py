@@ -331,6 +331,17 @@ class DCGANEncoder(_TrunkEncoder):
 # ----------------------------------------------------------------------------- decoders
 
 
+def _setup_decoder(decoder, who, image_size, latent_dim, channels, out_channels, condition_dim) -> list[int]:
+    """Check a decoder's arguments, store its shapes on it, and return its channel widths (encoder order)."""
+    _check_positive(latent_dim, "latent_dim", who)
+    _check_positive(out_channels, "out_channels", who)
+    _check_condition_dim(condition_dim, who)
+    channels = _resolve_channels(image_size, channels, who)
+    decoder.image_shape = (out_channels, image_size, image_size)
+    decoder.latent_dim, decoder.condition_dim, decoder.channels = latent_dim, condition_dim, channels
+    return channels
+
+
 class ResidualDecoder(nn.Module):
     """The residual encoder mirrored: z (N, latent_dim) [+ condition] -> raw (N, out_channels, S, S).
 
@@ -351,13 +362,7 @@ class ResidualDecoder(nn.Module):
         condition_dim: int = 0,
     ):
         super().__init__()
-        who = "ResidualDecoder"
-        _check_positive(latent_dim, "latent_dim", who)
-        _check_positive(out_channels, "out_channels", who)
-        _check_condition_dim(condition_dim, who)
-        channels = _resolve_channels(image_size, channels, who)
-        self.image_shape = (out_channels, image_size, image_size)
-        self.latent_dim, self.condition_dim, self.channels = latent_dim, condition_dim, channels
+        channels = _setup_decoder(self, "ResidualDecoder", image_size, latent_dim, channels, out_channels, condition_dim)
         self.fc = nn.Sequential(nn.Linear(latent_dim + condition_dim, channels[-1] * BOTTLENECK**2), nn.ReLU())
         self.initial = ResidualBlock(channels[-1], channels[-1])
         stages, width_in = [], channels[-1]
@@ -396,13 +401,7 @@ class DCGANDecoder(nn.Module):
         condition_dim: int = 0,
     ):
         super().__init__()
-        who = "DCGANDecoder"
-        _check_positive(latent_dim, "latent_dim", who)
-        _check_positive(out_channels, "out_channels", who)
-        _check_condition_dim(condition_dim, who)
-        channels = _resolve_channels(image_size, channels, who)
-        self.image_shape = (out_channels, image_size, image_size)
-        self.latent_dim, self.condition_dim, self.channels = latent_dim, condition_dim, channels
+        channels = _setup_decoder(self, "DCGANDecoder", image_size, latent_dim, channels, out_channels, condition_dim)
         self.fc = nn.Linear(latent_dim + condition_dim, channels[-1] * BOTTLENECK**2, bias=False)
         self.initial = nn.Sequential(nn.BatchNorm2d(channels[-1]), nn.ReLU())
         stages = []

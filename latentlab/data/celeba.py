@@ -616,15 +616,7 @@ def load_celeba_in_memory(
     train split is loaded: 162,770 images, 8 GB of float32 at 64x64; use :func:`load_celeba` for that.
     """
     parts = [
-        CelebAFaces(
-            root,
-            split,
-            image_size=image_size,
-            subset=subset,
-            negatives_per_positive=negatives_per_positive,
-            limit=limit,
-            cache_dir=cache_dir,
-        )
+        load_celeba(subset, image_size, split, root, negatives_per_positive, cache_dir, limit)
         for split in ("train", "test")
     ]
     (x_train, a_train), (x_test, a_test) = (_stack(part) for part in parts)
