@@ -8,7 +8,7 @@ Keyword arguments the builder does not use go to the model's constructor (``beta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .models import CCVAE, CSVAE, CVAE, M2, VAE, Classifier, CondVAEInfo, LatentVariableModel
 from .nets import MLP
@@ -21,27 +21,27 @@ FACE_LIKELIHOOD = {"likelihood": "laplace", "decoder_std": 0.1}
 
 
 def _vae(size, latent, classes, nets, kwargs):
-    encoder, decoder = face_networks(size, latent, kind=nets)
+    encoder, decoder = face_networks(size, latent, **nets)
     return VAE(encoder, decoder, **{**FACE_LIKELIHOOD, **kwargs})
 
 
 def _cvae(size, latent, classes, nets, kwargs):
-    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes, encoder_condition_dim=classes)
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes, encoder_condition_dim=classes)
     return CVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
 
 
 def _condvae_info(size, latent, classes, nets, kwargs):
-    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes)
-    head = FaceClassifier(size, classes, kind=nets)
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes)
+    head = FaceClassifier(size, classes, **nets)
     auxiliary = MLP(latent, (256, 256), classes)
     return CondVAEInfo(encoder, decoder, head, auxiliary, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
 
 
 def _csvae(size, latent, classes, nets, kwargs):
     num_labels, w_dim = 1, kwargs.pop("w_dim", 2)  # one binary attribute, its own w subspace
-    z_encoder, _ = face_networks(size, latent, kind=nets)
-    w_encoder, _ = face_networks(size, w_dim * num_labels, kind=nets, encoder_condition_dim=num_labels)
-    _, decoder = face_networks(size, latent + w_dim * num_labels, kind=nets)  # p(x | z, w) reads both parts
+    z_encoder, _ = face_networks(size, latent, **nets)
+    w_encoder, _ = face_networks(size, w_dim * num_labels, **nets, encoder_condition_dim=num_labels)
+    _, decoder = face_networks(size, latent + w_dim * num_labels, **nets)  # p(x | z, w) reads both parts
     adversary = MLP(latent, (256, 256), num_labels)
     return CSVAE(
         z_encoder, w_encoder, decoder, adversary, num_labels=num_labels, w_dim=w_dim, **{**FACE_LIKELIHOOD, **kwargs}
@@ -49,17 +49,19 @@ def _csvae(size, latent, classes, nets, kwargs):
 
 
 def _ccvae(size, latent, classes, nets, kwargs):
-    encoder, decoder = face_networks(size, latent, kind=nets)
+    encoder, decoder = face_networks(size, latent, **nets)
     return CCVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
 
 
 def _m2(size, latent, classes, nets, kwargs):
-    encoder, decoder = face_networks(size, latent, kind=nets, condition_dim=classes, encoder_condition_dim=classes)
-    return M2(encoder, decoder, FaceClassifier(size, classes, kind=nets), num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes, encoder_condition_dim=classes)
+    return M2(
+        encoder, decoder, FaceClassifier(size, classes, **nets), num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs}
+    )
 
 
 def _classifier(size, latent, classes, nets, kwargs):
-    return Classifier(FaceClassifier(size, classes, kind=nets), num_classes=classes, **kwargs)
+    return Classifier(FaceClassifier(size, classes, **nets), num_classes=classes, **kwargs)
 
 
 BUILDERS: dict[str, Callable[..., LatentVariableModel]] = {
@@ -82,12 +84,18 @@ def face_model(
     num_classes: int = 2,
     latent_dim: int | None = None,
     nets: str = "residual",
+    channels: Sequence[int] | None = None,
     **kwargs,
 ) -> LatentVariableModel:
-    """Build model ``name`` (one of :data:`BUILDERS`) for ``image_size`` px RGB faces."""
+    """Build model ``name`` (one of :data:`BUILDERS`) for ``image_size`` px RGB faces.
+
+    ``channels`` overrides the networks' widths (one per pooling stage, e.g. ``(32, 64, 128)`` at
+    32 px for a quick CPU run); the default is the papers' widths.
+    """
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
     if image_size not in DEFAULT_LATENT_DIM:
         raise ValueError(f"face models take 32, 64 or 128 px images, got {image_size}; resize the images")
     latent_dim = latent_dim or DEFAULT_LATENT_DIM[image_size]
-    return BUILDERS[name](image_size, latent_dim, num_classes, nets, dict(kwargs))
+    net_args = {"kind": nets, "channels": None if channels is None else tuple(channels)}
+    return BUILDERS[name](image_size, latent_dim, num_classes, net_args, dict(kwargs))

@@ -111,3 +111,11 @@ def test_benchmark_measures_a_training_step():
     assert result["model"] == "VAE" and result["images_per_s"] > 0 and result["peak_mib"] > 0
     assert result["settings"] == "amp=off, channels_last=off, compile=off"
     assert "cores" in bench.hardware(torch.device("cpu"))
+
+
+def test_zoo_passes_narrower_widths_to_every_network():
+    model = face_model("condvae_info", image_size=32, latent_dim=4, channels=(8, 16, 32))
+    assert list(model.encoder.channels) == [8, 16, 32] and list(model.decoder.channels) == [8, 16, 32]
+    assert list(model.classifier.trunk.channels) == [8, 16, 32]
+    wide = face_model("condvae_info", image_size=32, latent_dim=4)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in wide.parameters()) / 10
