@@ -56,11 +56,9 @@ def hardware(device: torch.device) -> str:
 def measure(name: str, size: int, device: torch.device, batch_size: int, steps: int, warmup: int,
             amp: bool | None, channels_last: bool | None, compile: bool | None) -> dict:
     """Time ``steps`` training steps of model ``name`` at ``size`` px after ``warmup`` untimed ones."""
-    from .train import compile_subnetworks, resolve_amp, to_device
+    from .train import compile_subnetworks, resolve_switches, to_device
 
-    amp = resolve_amp(amp, device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    compile = device.type == "cuda" if compile is None else compile
+    amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
     torch.manual_seed(0)
     model = face_model(name, image_size=size).to(device)
     if channels_last:

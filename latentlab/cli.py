@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def _training_data(args: argparse.Namespace):
 
 
 def train_command(args: argparse.Namespace) -> None:
-    from .train import fit
+    from .train import fit, write_atomically
 
     device = distributed.setup()
     main = distributed.is_main_process()
@@ -115,18 +114,12 @@ def train_command(args: argparse.Namespace) -> None:
             progress=main and sys.stderr.isatty(),
         )
         if main:
-            _write_json_atomically(out / "history.json", {"data": description, "history": history})
+            payload = json.dumps({"data": description, "history": history}, indent=1).encode()
+            write_atomically(out / "history.json", lambda f: f.write(payload))
             last = {name: round(values[-1], 5) for name, values in history.items() if values}
             print(f"done: last epoch {last}; history in {out / 'history.json'}")
     finally:
         distributed.teardown()
-
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

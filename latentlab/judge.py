@@ -84,7 +84,7 @@ class IndependentJudge:
         net_config = {"image_size": faces.image_size, "kind": kind, "channels": list(channels) if channels else None,
                       "num_outputs": len(faces.attribute_names) + (len(faces.identity_names) if factors else 0)}
         model = AttributeClassifier(
-            FaceClassifier(net_config["image_size"], net_config["num_outputs"], channels=channels, kind=kind),
+            _network(net_config),
             num_attributes=len(faces.attribute_names),
             num_factors=len(faces.identity_names) if factors else 0,
             factor_mean=faces.identity_train.mean(0) if factors else None,
@@ -133,7 +133,7 @@ class IndependentJudge:
         config = state["net_config"]
         num_factors = len(state["factor_names"])
         model = AttributeClassifier(
-            FaceClassifier(config["image_size"], config["num_outputs"], channels=config["channels"], kind=config["kind"]),
+            _network(config),
             num_attributes=len(state["attribute_names"]),
             num_factors=num_factors,
         )
@@ -208,3 +208,8 @@ class IndependentJudge:
 
     def __repr__(self) -> str:
         return f"IndependentJudge(trained on {self.trained_on!r}; {len(self.attribute_names)} attributes)"
+
+
+def _network(config: dict) -> FaceClassifier:
+    """The judge's CNN from the settings saved with it (so a loaded judge has the trained one's shape)."""
+    return FaceClassifier(config["image_size"], config["num_outputs"], channels=config["channels"], kind=config["kind"])

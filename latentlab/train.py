@@ -27,8 +27,9 @@ import pickle
 import random
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
@@ -69,12 +70,17 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
+    return write_atomically(path, lambda f: torch.save(state, f))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, make it durable, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -277,8 +283,7 @@ def fit(
     if device is None and world > 1 and torch.distributed.get_backend() == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())  # the GPU distributed.setup gave this process
     device = torch.device(device) if device is not None else config.default_device()
-    amp = resolve_amp(amp, device)
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
     num_workers = (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0) if num_workers is None else num_workers
     pin_memory = device.type == "cuda"
     main = rank == 0
@@ -324,8 +329,6 @@ def fit(
             _set_rng_state(state["rng"])
         else:  # the checkpoint holds rank 0's generator; the others continue on fresh noise
             config.seed_everything(seed + rank + 7919 * run["step"])
-    if compile is None:
-        compile = device.type == "cuda"
     if compile:
         compile_subnetworks(model, compile)
 
@@ -411,6 +414,18 @@ def compile_subnetworks(model: LatentVariableModel, backend: bool | str) -> None
             nets = [child]
         for net in nets:
             net.compile(**kwargs)
+
+
+def resolve_switches(
+    device: torch.device, amp: bool | None, channels_last: bool | None, compile: bool | str | None
+) -> tuple[bool, bool, bool | str]:
+    """The GPU switches ``fit`` (and the benchmark) run with: each ``None`` means on for CUDA, off elsewhere."""
+    cuda = device.type == "cuda"
+    return (
+        resolve_amp(amp, device),
+        cuda if channels_last is None else channels_last,
+        cuda if compile is None else compile,
+    )
 
 
 def resolve_amp(amp: bool | None, device: torch.device) -> bool:
