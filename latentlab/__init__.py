@@ -16,12 +16,13 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.judge`         the independent attribute classifier that scores edits
 * :mod:`latentlab.fid`           FID through torchmetrics, with a named fallback feature space
 * :mod:`latentlab.edit`          editing helpers shared by models
+* :mod:`latentlab.langevin`      conditional sampling from p(z|y) by Langevin Monte Carlo (VAC, IntroVAC)
 * :mod:`latentlab.plot`          image grids and study plots
 """
 
 __version__ = "0.1.0"
 
-from . import config, data, distributed, distributions, edit, exact, fid, metrics, nets, nets_faces, plot, zoo
+from . import config, data, distributed, distributions, edit, exact, fid, langevin, metrics, nets, nets_faces, plot, zoo
 from .config import describe_run, profile
 from .distributions import DiagonalGaussian
 from .judge import IndependentJudge
@@ -35,7 +36,9 @@ from .models import (
     Classifier,
     CondVAEInfo,
     Control,
+    IntroVAC,
     LatentVariableModel,
+    VAC,
 )
 from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 
@@ -54,6 +57,7 @@ __all__ = [
     "data",
     "metrics",
     "edit",
+    "langevin",
     "plot",
     "describe_run",
     "profile",
@@ -64,6 +68,8 @@ __all__ = [
     "CSVAE",
     "CCVAE",
     "M2",
+    "VAC",
+    "IntroVAC",
     "Classifier",
     "Control",
     "LatentVariableModel",

@@ -98,6 +98,19 @@ def check_labels(y: object, num_classes: int, batch_size: int | None = None, nam
     return y.long()
 
 
+def check_binary_labels(y: object, num_labels: int, batch_size: int | None = None, name: str = "y") -> torch.Tensor:
+    """``k`` binary attributes per example as a (batch, k) float 0/1 tensor; 1-D labels are accepted when k = 1."""
+    y = check_tensor(y, name)
+    if y.dim() == 1 and num_labels == 1:
+        y = y[:, None]
+    if y.dim() != 2 or y.shape[1] != num_labels:
+        raise ValueError(
+            f"{name} must have shape (batch, {num_labels}) with one 0/1 column per attribute, got {tuple(y.shape)}"
+        )
+    columns = [check_labels(y[:, i], 2, batch_size, name=f"{name}[:, {i}]") for i in range(num_labels)]
+    return torch.stack(columns, dim=1).float()
+
+
 #: the label value that marks an example as unlabelled in semi-supervised batches
 UNLABELLED = -1
 

@@ -357,6 +357,7 @@ def fit(
     model.train()
     try:
         while run["epoch"] < epochs and run["step"] < total_steps:
+            model.on_epoch_start(run["epoch"])
             steps = step_batches(epoch_order(len(dataset), seed, run["epoch"]), batch_size, rank, world)
             global_sizes = [min(batch_size, len(dataset) - i * batch_size) for i in range(len(steps))]
             steps, global_sizes = steps[run["step_in_epoch"] :], global_sizes[run["step_in_epoch"] :]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .models import CCVAE, CSVAE, CVAE, M2, VAE, Classifier, CondVAEInfo, LatentVariableModel
+from .models import CCVAE, CSVAE, CVAE, M2, VAC, VAE, Classifier, CondVAEInfo, IntroVAC, LatentVariableModel
 from .nets import MLP
 from .nets_faces import FaceClassifier, face_networks
 
@@ -60,6 +60,23 @@ def _m2(size, latent, classes, nets, kwargs):
     )
 
 
+def _vac(size, latent, classes, nets, kwargs):
+    _binary_only("vac", classes)
+    encoder, decoder = face_networks(size, latent, **nets)
+    return VAC(encoder, decoder, **kwargs)
+
+
+def _introvac(size, latent, classes, nets, kwargs):
+    _binary_only("introvac", classes)
+    encoder, decoder = face_networks(size, latent, **nets)
+    return IntroVAC(encoder, decoder, **kwargs)
+
+
+def _binary_only(name, classes):
+    if classes != 2:
+        raise ValueError(f"{name} models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
+
+
 def _classifier(size, latent, classes, nets, kwargs):
     return Classifier(FaceClassifier(size, classes, **nets), num_classes=classes, **kwargs)
 
@@ -71,6 +88,8 @@ BUILDERS: dict[str, Callable[..., LatentVariableModel]] = {
     "csvae": _csvae,
     "ccvae": _ccvae,
     "m2": _m2,
+    "vac": _vac,
+    "introvac": _introvac,
     "classifier": _classifier,
 }
 #: models that learn without labels (their batches may be ``(x,)``)

@@ -13,6 +13,7 @@ A model is an ``nn.Module`` that also says
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -89,17 +90,56 @@ class LatentVariableModel(nn.Module):
         return {name: float(value.detach()) for name, value in terms.items()}
 
     @staticmethod
-    def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, retain_graph: bool = False) -> None:
+    def update(
+        optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, retain_graph: bool = False, accumulate: bool = False
+    ) -> None:
         """One step of ``optimizer`` on ``loss``: zero its gradients, backward, average over processes, step.
 
         Every model's ``training_step`` updates through here, so multi-process training (torchrun)
         averages exactly the gradients each optimizer is about to use. Gradients that ``loss`` leaves on
-        parameters of *other* optimizers stay there; the step that owns them zeroes them first.
+        parameters of *other* optimizers stay there; the step that owns them zeroes them first, unless
+        it passes ``accumulate=True`` to add its loss's gradient to them (IntroVAC's decoder step
+        follows Algorithm 1, where the decoder's gradient of the first loss is kept for the second step).
         """
-        optimizer.zero_grad(set_to_none=True)
+        if not accumulate:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=retain_graph)
+        LatentVariableModel.apply_gradients(optimizer)
+
+    @staticmethod
+    def apply_gradients(optimizer: torch.optim.Optimizer) -> None:
+        """Step ``optimizer`` on the gradients its parameters already hold (averaged over processes first).
+
+        For a loss whose one backward pass serves two optimizers (VAC: encoder+classifier and decoder).
+        """
         distributed.average_gradients(optimizer)
         optimizer.step()
+
+    @staticmethod
+    def update_simultaneously(steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor]]) -> None:
+        """Several optimizers, each stepped on its own loss, all gradients taken at the *same* parameters.
+
+        For algorithm boxes that compute every update from one forward pass before applying any
+        (IFcVAE-GAN, Creswell et al. 2017, Algorithm 1): each loss is differentiated with respect to
+        its optimizer's parameters only (``torch.autograd.grad``, so no loss leaves gradients on the
+        others' parameters), the gradients are averaged over processes, and only then does every
+        optimizer step. Stepping one before differentiating the next would both change the
+        parameters the later gradients are taken at and invalidate the shared graph.
+        """
+        for optimizer, loss in steps:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            for param, grad in zip(params, grads):
+                param.grad = grad  # None where this loss does not reach the parameter: the step skips it
+            distributed.average_gradients(optimizer)
+        for optimizer, _ in steps:
+            optimizer.step()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by :func:`latentlab.train.fit` before every epoch (also the first after a resume).
+
+        Default: nothing. Models whose update depends on the epoch (IntroVAC's VAC warm-up) override it.
+        """
 
     # Reconstruction through the decoder's likelihood: models call set_likelihood once in their
     # constructor, then share the two methods below.

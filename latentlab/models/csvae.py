@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_labels, check_tensor
+from ..checks import check_binary_labels
 from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
@@ -143,15 +143,7 @@ class CSVAE(LatentVariableModel):
 
     def labels(self, y: object, batch_size: int | None = None) -> torch.Tensor:
         """Binary labels as a (batch, num_labels) float tensor; 1-D labels are accepted when num_labels = 1."""
-        y = check_tensor(y, "y")
-        if y.dim() == 1 and self.num_labels == 1:
-            y = y[:, None]
-        if y.dim() != 2 or y.shape[1] != self.num_labels:
-            raise ValueError(
-                f"y must have shape (batch, {self.num_labels}) with one 0/1 column per label, got {tuple(y.shape)}"
-            )
-        columns = [check_labels(y[:, i], 2, batch_size, name=f"y[:, {i}]") for i in range(self.num_labels)]
-        return torch.stack(columns, dim=1).float()
+        return check_binary_labels(y, self.num_labels, batch_size)
 
     def prior_w(self, y: torch.Tensor) -> DiagonalGaussian:
         """p(w|y) = prod_i N(mean[y_i], std[y_i]^2 I) for labels already checked by :meth:`labels`."""
