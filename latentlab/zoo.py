@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .models import CCVAE, CSVAE, CVAE, M2, VAC, VAE, Classifier, CondVAEInfo, IntroVAC, LatentVariableModel
+from .models import (
+    CCVAE,
+    CSVAE,
+    CVAE,
+    M2,
+    VAC,
+    VAE,
+    Classifier,
+    CondVAEInfo,
+    IFcVAEGAN,
+    IntroVAC,
+    LatentVariableModel,
+)
 from .nets import MLP
 from .nets_faces import FaceClassifier, face_networks
 
@@ -72,6 +84,17 @@ def _introvac(size, latent, classes, nets, kwargs):
     return IntroVAC(encoder, decoder, **kwargs)
 
 
+def _ifcvae_gan(variant):
+    """IFcVAE-GAN (or one of its ablations) with the zoo's networks: residual unless ``nets="dcgan"``."""
+
+    def build(size, latent, classes, nets, kwargs):
+        return IFcVAEGAN.for_faces(
+            size, latent, num_classes=classes, nets=nets["kind"], channels=nets["channels"], variant=variant, **kwargs
+        )
+
+    return build
+
+
 def _binary_only(name, classes):
     if classes != 2:
         raise ValueError(f"{name} models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
@@ -90,6 +113,9 @@ BUILDERS: dict[str, Callable[..., LatentVariableModel]] = {
     "m2": _m2,
     "vac": _vac,
     "introvac": _introvac,
+    "ifcvae_gan": _ifcvae_gan("ifcvae_gan"),
+    "ifcvae_gan_without_aux": _ifcvae_gan("without_aux"),
+    "cvae_gan": _ifcvae_gan("cvae_gan"),
     "classifier": _classifier,
 }
 #: models that learn without labels (their batches may be ``(x,)``)

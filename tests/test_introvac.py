@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentlab import IntroVAC, VAC, fit, zoo
+from latentlab import VAC, IntroVAC, fit, zoo
 from latentlab.data.synthfaces import synthetic_faces
 from latentlab.langevin import langevin_conditional_samples
 
@@ -66,7 +66,7 @@ def test_introvac_fake_logit_targets_follow_eqs_6_and_7():
     torch.manual_seed(3)
     terms = model.introspection_terms(x, y.float()[:, None])
     x_rr, x_g = terms["x_rr"], terms["x_g"]
-    fake = lambda images: model.classifier(model.encoder(images).mean)  # noqa: E731
+    fake = lambda images: model.classifier(model.encoder(images).mean)
     # encoder+classifier: decoded images are fake (target 1 on the fake logit)
     assert torch.allclose(terms["ec_rec"], -F.logsigmoid(fake(x_rr)[:, -1]).mean(), atol=1e-6)
     assert torch.allclose(terms["ec_gen"], -F.logsigmoid(fake(x_g)[:, -1]).mean(), atol=1e-6)
