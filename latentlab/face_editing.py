@@ -103,10 +103,10 @@ def reconstructions(model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor
 
 @torch.no_grad()
 def edits(model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor,
-          batch_size: int = 200) -> torch.Tensor:
-    """``model.edit`` in chunks, clamped to [0, 1]."""
+          batch_size: int = 200, **edit_args) -> torch.Tensor:
+    """``model.edit(x, y, target, **edit_args)`` in chunks, clamped to [0, 1]."""
     model.eval()
-    parts = [model.edit(xs, ys, ts).clamp(0, 1)
+    parts = [model.edit(xs, ys, ts, **edit_args).clamp(0, 1)
              for xs, ys, ts in zip(x.split(batch_size), y.split(batch_size), target.split(batch_size))]
     return torch.cat(parts)
 
@@ -118,8 +118,14 @@ def editing_scores(
     judge: IndependentJudge,
     *,
     num_test: int | None = None,
+    edit_args: dict | None = None,
 ) -> dict[str, float | str]:
     """One row of the comparison table, on the test split of one attribute.
+
+    ``edit_args`` go to ``model.edit`` (e.g. ``{"delta": "auto"}`` for VAC and IntroVAC).
+    ``recon kept`` is the control for edit success: the share of plain reconstructions the judge
+    still gives their true label. An edit "succeeds" trivially in a direction the reconstruction
+    already goes (a blurred smile reads as no smile), so success is informative only next to it.
 
     Edit success is the judge's verdict on every test image edited to the opposite label
     (``add``: 0 -> 1, ``remove``: 1 -> 0), the protocol of Creswell et al.; FID compares test
@@ -134,10 +140,12 @@ def editing_scores(
     y = y.long()
     recon = reconstructions(model, x, y)
     target = 1 - y
-    edited = edits(model, x, y, target)
-    judged = judge.predictor(attribute)(edited)
+    edited = edits(model, x, y, target, **(edit_args or {}))
+    predict = judge.predictor(attribute)
+    judged = predict(edited)
     row: dict[str, float | str] = {
         "recon MSE": float((recon - x).pow(2).mean()),
+        "recon kept": float((predict(recon) == y).float().mean()),
         "edit add": float((judged[y == 0] == 1).float().mean()),
         "edit remove": float((judged[y == 1] == 0).float().mean()),
     }

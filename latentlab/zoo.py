@@ -61,6 +61,7 @@ def _csvae(size, latent, classes, nets, kwargs):
 
 
 def _ccvae(size, latent, classes, nets, kwargs):
+    kwargs.setdefault("learning_rate", 1e-4)  # the official CelebA setting; 1e-3 drove q(z|x)'s KL to NaN on faces
     encoder, decoder = face_networks(size, latent, **nets)
     return CCVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})
 

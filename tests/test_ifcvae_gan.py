@@ -36,7 +36,7 @@ def group(model: IFcVAEGAN, name: str) -> list[torch.Tensor]:
 def by_hand(model: IFcVAEGAN, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     """Every loss of eqs. 3-6 written out from the equations, with the noise torch.manual_seed(seed) draws."""
     torch.manual_seed(seed)
-    n, (c, h, w) = len(x), x.shape[1:]
+    n, (_, h, w) = len(x), x.shape[1:]
     onehot = F.one_hot(y, 2).float()
     features = model.encoder.features(x)
     q = model.encoder.head(features)
@@ -146,7 +146,7 @@ def test_aux_weight_zero_makes_the_encoder_step_independent_of_the_auxiliary_net
     (_, plain), (_, other_a) = encoder_step(0.0, False), encoder_step(0.0, True)
     for g, h in zip(plain, other_a):
         torch.testing.assert_close(g, h, rtol=0, atol=0)
-    (with_a, factorised), (_, factorised_other_a) = encoder_step(1.0, False), encoder_step(1.0, True)
+    (_, factorised), (_, factorised_other_a) = encoder_step(1.0, False), encoder_step(1.0, True)
     assert any(not torch.allclose(g, h) for g, h in zip(factorised, factorised_other_a))
     # (d) and the difference L_aux makes is exactly -grad_phi L_aux: the encoder *maximises* A's loss (eq. 6)
     fresh = tiny(aux_weight=1.0)

@@ -289,5 +289,5 @@ def test_introvac_resumes_with_its_schedule(tmp_path):
     resumed = tiny(warmup_epochs=1, lr_milestones=(1,))
     history = fit(resumed, (x, y), epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert resumed.epoch == 1 and len(history["generator"]) == 1 and len(history["loss"]) == 2
-    state = torch.load(sorted(tmp_path.glob("*.pt"))[-1], weights_only=True)
+    state = torch.load(max(tmp_path.glob("*.pt")), weights_only=True)
     assert state["schedulers"]["decoder"]["last_epoch"] == 2
