@@ -60,6 +60,7 @@ def train_face_model(
     seed: int = 0,
     tag: str = "",
     device: str | torch.device | None = None,
+    progress: bool | None = None,
     fit_args: dict | None = None,
     **model_args,
 ) -> tuple[LatentVariableModel, str]:
@@ -68,6 +69,8 @@ def train_face_model(
     ``model_args`` go to :func:`latentlab.zoo.face_model` (``channels=``, ``latent_dim=``, the
     model's weights...); ``tag`` separates runs with different settings. Checkpoints go to
     :func:`checkpoint_dir`: a run that stopped resumes where it was, a finished run is loaded.
+    ``progress``: a tqdm bar per model; ``None`` shows one on CUDA, where a model trains for an hour
+    or more, and keeps CPU runs to the one-line report.
     """
     x, y = faces.split(subset, "train")
     if y.dim() == 2 and name not in ("vac", "introvac"):
@@ -78,9 +81,11 @@ def train_face_model(
     model = zoo.face_model(name, image_size=faces.image_size, **model_args)
     directory = checkpoint_dir(name, subset, faces, tag)
     resumed = bool(list_checkpoints(directory)) if directory.is_dir() else False
+    if progress is None:
+        progress = torch.device(device or config.default_device()).type == "cuda"
     start = time.perf_counter()
     history = fit(model, (x, y), epochs=epochs, batch_size=batch_size, seed=seed, device=device,
-                  checkpoint_dir=directory, progress=False, **(fit_args or {}))
+                  checkpoint_dir=directory, progress=progress, **(fit_args or {}))
     seconds = time.perf_counter() - start
     final = {k: v[-1] for k, v in history.items() if k in ("loss", "recon", "ae", "mse")}
     how = "resumed/loaded from" if resumed else "trained, checkpoints in"
