@@ -67,6 +67,7 @@ def measure(name: str, size: int, device: torch.device, batch_size: int, steps: 
         compile_subnetworks(model, compile)
     optimizers = model.configure_optimizers()
     model.train()
+    model.on_epoch_start(10**6)  # the steady-state step, past any warm-up (IntroVAC first trains a plain VAC)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, 2, (batch_size,))
     host = (images,) if name in UNLABELLED_MODELS else (images, labels)
