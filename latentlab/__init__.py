@@ -15,6 +15,7 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.metrics`       reconstruction, probes, edit success, identity and locality, for any model
 * :mod:`latentlab.judge`         the independent attribute classifier that scores edits
 * :mod:`latentlab.fid`           FID through torchmetrics, with a named fallback feature space
+* :mod:`latentlab.face_editing`  every model trained on one face subset and scored the same way (import it by name)
 * :mod:`latentlab.edit`          editing helpers shared by models
 * :mod:`latentlab.langevin`      conditional sampling from p(z|y) by Langevin Monte Carlo (VAC, IntroVAC)
 * :mod:`latentlab.plot`          image grids and study plots
