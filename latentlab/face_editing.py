@@ -80,7 +80,7 @@ def train_face_model(
     torch.manual_seed(seed)
     model = zoo.face_model(name, image_size=faces.image_size, **model_args)
     directory = checkpoint_dir(name, subset, faces, tag)
-    resumed = bool(list_checkpoints(directory)) if directory.is_dir() else False
+    resumed = bool(list_checkpoints(directory))
     if progress is None:
         progress = torch.device(device or config.default_device()).type == "cuda"
     start = time.perf_counter()
@@ -89,8 +89,9 @@ def train_face_model(
     seconds = time.perf_counter() - start
     final = {k: v[-1] for k, v in history.items() if k in ("loss", "recon", "ae", "mse")}
     how = "resumed/loaded from" if resumed else "trained, checkpoints in"
-    report = (f"{name:>22} on {subset}: {len(x)} images x {epochs} epochs, {seconds:6.1f} s; {how} "
-              f"{directory.relative_to(config.data_root().parent) if directory.is_relative_to(config.data_root().parent) else directory}; "
+    top = config.data_root().parent
+    shown = directory.relative_to(top) if directory.is_relative_to(top) else directory
+    report = (f"{name:>22} on {subset}: {len(x)} images x {epochs} epochs, {seconds:6.1f} s; {how} {shown}; "
               + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
     return model.cpu().eval(), report
 
@@ -98,11 +99,8 @@ def train_face_model(
 @torch.no_grad()
 def reconstructions(model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 200) -> torch.Tensor:
     """Decode each image's posterior mean (models that read labels get the true ones), in chunks."""
-    model.eval()
-    chunks = []
-    for xs, ys in zip(x.split(batch_size), y.split(batch_size)):
-        means = {name: q.mean for name, q in model.encode(xs, ys).items()}
-        chunks.append(model.decode(means, ys).clamp(0, 1))
+    chunks = [model.decode(metrics.latent_means(model, xs, ys), ys).clamp(0, 1)
+              for xs, ys in zip(x.split(batch_size), y.split(batch_size))]
     return torch.cat(chunks)
 
 

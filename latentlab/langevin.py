@@ -54,13 +54,13 @@ def langevin_conditional_samples(
     """Sample z ~ p(z|y) for one label vector ``y`` (k values) with ``num_chains`` Langevin chains.
 
     ``model`` is a :class:`~latentlab.models.VAC` or :class:`~latentlab.models.IntroVAC` (anything
-    with ``latent_dim``, ``num_labels``, ``log_p_y_given_z``, ``decode`` and
+    with ``device``, ``latent_dim``, ``num_labels``, ``log_p_y_given_z``, ``decode`` and
     ``attribute_probabilities``). With ``reject=True`` a sample is accepted when the model, reading
     its decoded image, gives every attribute of ``y`` a probability above 1/2; otherwise all are accepted.
     """
     if num_chains < 1 or steps < 0 or step_size <= 0:
         raise ValueError(f"need num_chains >= 1, steps >= 0, step_size > 0; got {num_chains}, {steps}, {step_size}")
-    device = next(model.parameters()).device
+    device = model.device
     target = check_binary_labels(torch.as_tensor(y).reshape(1, -1), model.num_labels, name="y").to(device)
     target = target.expand(num_chains, -1)
     generator = torch.Generator(device=device)

@@ -73,16 +73,19 @@ def _m2(size, latent, classes, nets, kwargs):
     )
 
 
-def _vac(size, latent, classes, nets, kwargs):
-    _binary_only("vac", classes)
-    encoder, decoder = face_networks(size, latent, **nets)
-    return VAC(encoder, decoder, **kwargs)
+def _vac_family(model_class):
+    """VAC or IntroVAC: k binary attributes (``num_labels``), so ``num_classes`` must be 2."""
 
+    def build(size, latent, classes, nets, kwargs):
+        if classes != 2:
+            raise ValueError(
+                f"{model_class.__name__.lower()} models binary attributes (num_labels=k of them), "
+                f"so num_classes must be 2, got {classes}"
+            )
+        encoder, decoder = face_networks(size, latent, **nets)
+        return model_class(encoder, decoder, **kwargs)
 
-def _introvac(size, latent, classes, nets, kwargs):
-    _binary_only("introvac", classes)
-    encoder, decoder = face_networks(size, latent, **nets)
-    return IntroVAC(encoder, decoder, **kwargs)
+    return build
 
 
 def _ifcvae_gan(variant):
@@ -96,11 +99,6 @@ def _ifcvae_gan(variant):
     return build
 
 
-def _binary_only(name, classes):
-    if classes != 2:
-        raise ValueError(f"{name} models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
-
-
 def _classifier(size, latent, classes, nets, kwargs):
     return Classifier(FaceClassifier(size, classes, **nets), num_classes=classes, **kwargs)
 
@@ -112,8 +110,8 @@ BUILDERS: dict[str, Callable[..., LatentVariableModel]] = {
     "csvae": _csvae,
     "ccvae": _ccvae,
     "m2": _m2,
-    "vac": _vac,
-    "introvac": _introvac,
+    "vac": _vac_family(VAC),
+    "introvac": _vac_family(IntroVAC),
     "ifcvae_gan": _ifcvae_gan("ifcvae_gan"),
     "ifcvae_gan_without_aux": _ifcvae_gan("without_aux"),
     "cvae_gan": _ifcvae_gan("cvae_gan"),

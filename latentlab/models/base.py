@@ -34,6 +34,11 @@ def split_batch(batch: Batch, model_name: str) -> tuple[torch.Tensor, torch.Tens
     return check_tensor(batch[0], "x"), batch[1]
 
 
+def bce_against(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Mean binary cross entropy of ``logits`` against one constant target (1: real / fake, as the model names it)."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
 def split_partial_batch(batch: Batch, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x, labels, labelled)`` from a semi-supervised batch ``(x, y)`` with ``UNLABELLED`` rows, or ``(x,)``."""
     x = check_tensor(batch[0], "x")

@@ -61,7 +61,7 @@ from ..checks import check_labels
 from ..distributions import DiagonalGaussian
 from ..nets import MLP
 from ..nets_faces import Discriminator, face_networks
-from .base import Batch, LabelDecoderModel, split_batch
+from .base import Batch, LabelDecoderModel, bce_against, split_batch
 
 DECODE_WITH = ("prediction", "label")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
@@ -215,11 +215,11 @@ class IFcVAEGAN(LabelDecoderModel):
         label = F.cross_entropy(label_logits, y)  # L_class
         images = (x, torch.sigmoid(x_hat), torch.sigmoid(x_prior))  # C judges images in [0, 1]
         real, fake_rec, fake_prior = (self.discriminator(image) for image in images)
-        gan = (_bce(real, 1.0) + _bce(fake_rec, 0.0) + _bce(fake_prior, 0.0)) / 3  # L_gan (eq. 3)
+        gan = (bce_against(real, 1.0) + bce_against(fake_rec, 0.0) + bce_against(fake_prior, 0.0)) / 3  # L_gan (eq. 3)
         if self.generator_loss == "minimax":
             fool = -gan  # eqs. 3-4: the generator maximises the discriminator's loss
         else:
-            fool = (_bce(fake_rec, 1.0) + _bce(fake_prior, 1.0)) / 2  # fakes labelled real
+            fool = (bce_against(fake_rec, 1.0) + bce_against(fake_prior, 1.0)) / 2  # fakes labelled real
         aux_through_z = F.cross_entropy(self.auxiliary(z_hat), y)  # L_aux as the encoder sees it (eq. 5)
         decoder_loss = recon + self.gan_weight * fool  # eq. 3
         encoder_loss = (
@@ -253,8 +253,3 @@ class IFcVAEGAN(LabelDecoderModel):
             (optimizers["auxiliary"], terms["aux"]),  # line 14
         ])
         return {name: float(value.detach()) for name, value in terms.items()}
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    """Mean binary cross entropy of discriminator logits against a constant real (1) or fake (0) label."""
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_binary_labels
-from .base import Batch, split_batch
+from .base import Batch, bce_against, split_batch
 from .vac import VAC
 
 
@@ -84,17 +84,13 @@ class IntroVAC(VAC):
         """C_fake(E(x)): the logit that x is a decoded, not a real, image."""
         return self.classifier(self.encoder(x).mean)[:, -1]
 
-    @staticmethod
-    def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
     def introspection_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Lines 3-9 of Algorithm 1: the VAC terms, X_rr and X_g, and the encoder+classifier loss."""
         terms = self.vac_terms(x, y)
         x_rr = self.decode({"z": terms.pop("z").detach()})  # G(dt(Z_r))
         x_g = self.decode({"z": torch.randn(len(x), self.latent_dim, device=x.device, dtype=x_rr.dtype)})
-        ec_rec = self._bce(self.fake_logit(x_rr.detach()), 1.0)  # L^r_EC, eq. 6
-        ec_gen = self._bce(self.fake_logit(x_g.detach()), 1.0)  # L^g_EC, eq. 7
+        ec_rec = bce_against(self.fake_logit(x_rr.detach()), 1.0)  # L^r_EC, eq. 6
+        ec_gen = bce_against(self.fake_logit(x_g.detach()), 1.0)  # L^g_EC, eq. 7
         terms["vac"] = terms.pop("loss")
         terms["loss"] = terms["vac"] + self.introspection_weight * (ec_rec + ec_gen)  # line 9
         terms.update(ec_rec=ec_rec, ec_gen=ec_gen, x_rr=x_rr, x_g=x_g)
@@ -103,10 +99,10 @@ class IntroVAC(VAC):
     def generator_loss(self, x_rr: torch.Tensor, x_g: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Line 12 of Algorithm 1: b_G (L^r_G(X_rr, Y) + L^g_G(X_g)), read by the current encoder and classifier."""
         logits_rr = self.classifier(self.encoder(x_rr).mean)
-        g_rec = F.binary_cross_entropy_with_logits(logits_rr[:, : self.num_labels], y) + self._bce(
+        g_rec = F.binary_cross_entropy_with_logits(logits_rr[:, : self.num_labels], y) + bce_against(
             logits_rr[:, -1], 0.0
         )  # L^r_G, eq. 6: the decoder wants the right class and 'real'
-        g_gen = self._bce(self.fake_logit(x_g), 0.0)  # L^g_G, eq. 7
+        g_gen = bce_against(self.fake_logit(x_g), 0.0)  # L^g_G, eq. 7
         return {"g_rec": g_rec, "g_gen": g_gen, "generator": self.generator_weight * (g_rec + g_gen)}
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:

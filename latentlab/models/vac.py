@@ -189,9 +189,11 @@ class VAC(LatentVariableModel):
     @torch.no_grad()
     def move(self, x: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         """Decode mu(x) + sum_i deltas[:, i] * w_i / ||w_i||; ``deltas`` is (N, k) or (k,) (sec. 4.2)."""
-        deltas = torch.as_tensor(deltas, dtype=torch.float32, device=x.device).expand(len(x), self.num_labels)
-        z = self.encoder(x).mean + deltas @ self.directions()
-        return self.decode({"z": z})
+        return self._decode_moved(self.encoder(x).mean, deltas)
+
+    def _decode_moved(self, mu: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        deltas = torch.as_tensor(deltas, dtype=torch.float32, device=mu.device).expand(len(mu), self.num_labels)
+        return self.decode({"z": mu + deltas @ self.directions()})
 
     @torch.no_grad()
     def edit(
@@ -211,12 +213,13 @@ class VAC(LatentVariableModel):
         signs = target - y  # +1 add, -1 remove, 0 keep
         if delta != "auto":
             return self.move(x, signs * (self.edit_delta if delta is None else float(delta)))
-        edited, done = self.move(x, signs * max_delta), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        mu = self.encoder(x).mean
+        edited, done = torch.empty_like(x), torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for step in range(1, num_steps + 1):
-            candidate = self.move(x, signs * (max_delta * step / num_steps))
+            candidate = self._decode_moved(mu, signs * (max_delta * step / num_steps))
             p = self.attribute_probabilities(candidate)
-            confident = torch.where(target.bool(), p, 1 - p).ge(confidence).all(1) & ~done
-            edited[confident], done = candidate[confident], done | confident
+            take = ~done & (torch.where(target.bool(), p, 1 - p).ge(confidence).all(1) | (step == num_steps))
+            edited[take], done = candidate[take], done | take
         return edited
 
     def controls(self) -> list[Control]:
