@@ -19,12 +19,28 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.edit`          editing helpers shared by models
 * :mod:`latentlab.langevin`      conditional sampling from p(z|y) by Langevin Monte Carlo (VAC, IntroVAC)
 * :mod:`latentlab.plot`          image grids and study plots
+* :mod:`latentlab.sliders`       latent sliders: live (ipywidgets) and static (HTML frames, no kernel)
 """
 
 __version__ = "0.1.0"
 
-from . import config, data, distributed, distributions, edit, exact, fid, langevin, metrics, nets, nets_faces, plot, zoo
-from .config import describe_run, profile
+from . import (
+    config,
+    data,
+    distributed,
+    distributions,
+    edit,
+    exact,
+    fid,
+    langevin,
+    metrics,
+    nets,
+    nets_faces,
+    plot,
+    sliders,
+    zoo,
+)
+from .config import describe_run, launch_note, profile
 from .distributions import DiagonalGaussian
 from .judge import IndependentJudge
 from .models import (
@@ -61,7 +77,9 @@ __all__ = [
     "edit",
     "langevin",
     "plot",
+    "sliders",
     "describe_run",
+    "launch_note",
     "profile",
     "DiagonalGaussian",
     "VAE",

@@ -3,6 +3,7 @@
     python -m latentlab train --model cvae --data synthetic --subset Smiling --image-size 64 --epochs 5
     torchrun --standalone --nproc_per_node=gpu -m latentlab train --model cvae --data celeba --image-size 128
     python -m latentlab bench --sizes 64 128
+    python -m latentlab bench-sliders
 
 ``train`` runs :func:`latentlab.train.fit` (the same loop the book uses) and writes, from rank 0
 only, checkpoints under ``<out>/checkpoints`` and the per-epoch history to ``<out>/history.json``.
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments
 
     add_arguments(bench)
+    sliders = commands.add_parser("bench-sliders", help="redraw time of the latent sliders (CPU)")
+    from .bench_sliders import add_arguments as add_slider_arguments
+
+    add_slider_arguments(sliders)
     return parser
 
 
@@ -126,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         train_command(args)
+    elif args.command == "bench-sliders":
+        from .bench_sliders import bench_command
+
+        bench_command(args)
     else:
         from .bench import bench_command
 

@@ -111,3 +111,55 @@ def describe_run(data: str, device: torch.device | None = None) -> str:
         f"profile: {profile()} | device: {device} | data: {data} | "
         f"torch {torch.__version__}"
     )
+
+
+@dataclass(frozen=True)
+class LaunchNote:
+    """The note at the top of every chapter: how to run it locally, and which run produced the outputs shown.
+
+    Displays as a boxed note in the rendered book and Jupyter (HTML) and as plain lines elsewhere.
+    """
+
+    chapter: str  # the notebook's path from the repository root, e.g. "book/mnist_ccvae.ipynb"
+    run: str  # describe_run's line for the run that produced the outputs
+    date: str
+    hardware: str
+    extra: str = ""
+
+    def lines(self) -> list[str]:
+        return [
+            f"Outputs on this page: {self.run} | run on {self.date}, {self.hardware}",
+            f"Run it yourself: `make setup`, then `LATENTLAB_PROFILE=cpu .venv/bin/jupyter lab {self.chapter}` "
+            "(profiles: smoke = seconds, the CI check; cpu = minutes on a laptop; gpu = paper scale, "
+            "with the data in data/, see data/README.md)." + (f" {self.extra}" if self.extra else ""),
+        ]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def _repr_html_(self) -> str:
+        import html
+
+        def code(text: str) -> str:  # `...` spans as <code>
+            parts = html.escape(text).split("`")
+            return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+        outputs, run_it = self.lines()
+        return (
+            '<div class="admonition note latentlab-launch-note">'
+            '<p class="admonition-title">About this page\'s outputs, and running it yourself</p>'
+            f"<p>{code(outputs)}</p><p>{code(run_it)}</p></div>"
+        )
+
+
+def launch_note(chapter: str, data: str, device: torch.device | None = None, extra: str = "") -> LaunchNote:
+    """The launch note for ``chapter`` (its path, e.g. ``"book/elbo.ipynb"``) run on ``data`` here, now."""
+    import datetime
+    import platform
+
+    device = device or default_device()
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        hardware = f"{os.cpu_count()} CPU cores ({platform.machine() or 'unknown'})"
+    return LaunchNote(chapter, describe_run(data, device), datetime.date.today().isoformat(), hardware, extra)

@@ -6,6 +6,8 @@
   success in both directions by the independent judge, the model's own label accuracy, and on
   synthetic faces (whose generator knows the truth) identity preservation and edit locality.
 * :data:`PAPER_FIGURES`: what the papers report, to print next to our numbers.
+* :func:`chapter_run`: the data, sizes and judge the editing and sliders chapters share per
+  profile, so the sliders chapter loads the very models the editing chapter trained.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import config, metrics, zoo
-from .data.faces import FaceImages
+from .config import Profile
+from .data.faces import FaceImages, subset_attributes
 from .fid import FeatureExtractor, frechet_distance
 from .judge import IndependentJudge
 from .models.base import LatentVariableModel
@@ -77,6 +81,8 @@ def train_face_model(
         raise ValueError(f"{name} edits one attribute; give a one-attribute subset (EyeFacial is for VAC/IntroVAC)")
     if y.dim() == 2:
         model_args.setdefault("num_labels", y.shape[1])
+    if name in ("vac", "introvac"):
+        model_args.setdefault("attribute_names", subset_attributes(subset))  # names the sliders and edits
     torch.manual_seed(seed)
     model = zoo.face_model(name, image_size=faces.image_size, **model_args)
     directory = checkpoint_dir(name, subset, faces, tag)
@@ -171,3 +177,66 @@ def editing_scores(
         regions = attribute_regions(faces.attributes_test[rows], faces.identity_test[rows], faces.image_size)[:, j]
         row["locality"] = metrics.edit_locality(x, edited, regions)
     return row
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    """What one profile of the face chapters runs on: data, network sizes, epochs, judge, checkpoint tag."""
+
+    profile: str
+    faces: FaceImages
+    why: str  # why this data, printed by the chapter
+    nets: dict
+    epochs: int
+    judge_epochs: int
+    judge_channels: tuple[int, ...] | None
+    num_test: int
+    tag: str
+    batch_size: int = 64
+
+    @property
+    def synthetic(self) -> bool:
+        return self.faces.identity_test is not None
+
+    def judge(self, device: str | torch.device | None = None) -> IndependentJudge:
+        """The chapters' independent judge: loaded from ``data/judges/`` when it exists, else trained and saved."""
+        data = "synthetic" if self.synthetic else "celeba"
+        path = config.data_root() / "judges" / f"editing-{data}-{self.profile}-{self.faces.image_size}px.pt"
+        return IndependentJudge.for_faces(self.faces, path=path, epochs=self.judge_epochs,
+                                          channels=self.judge_channels, device=device)
+
+    def train(self, name: str, subset: str | Sequence[str], device: str | torch.device | None = None,
+              **model_args) -> tuple[LatentVariableModel, str]:
+        """:func:`train_face_model` with this run's sizes (same checkpoints for every chapter that asks)."""
+        return train_face_model(name, self.faces, subset, epochs=self.epochs, batch_size=self.batch_size,
+                                tag=self.tag, device=device, **self.nets, **model_args)
+
+
+def chapter_run(profile: Profile | None = None) -> ChapterRun:
+    """The face chapters' run for ``profile``: CelebA at 128 px (gpu, when present), else synthetic faces at 32 px.
+
+    On CelebA the widths are the papers' and 30 epochs (the papers train 10 to 150); on synthetic
+    faces narrow nets keep a CPU run to about a minute per model.
+    """
+    from .data import DatasetNotFoundError, load_celeba_in_memory
+    from .data.synthfaces import synthetic_faces
+
+    profile = profile or config.profile()
+    faces, why = None, f"profile {profile.name} runs on synthetic faces"
+    if profile.name == "gpu":
+        try:
+            faces = load_celeba_in_memory(None, image_size=128, limit=60_000)
+        except DatasetNotFoundError as error:
+            why = f"CelebA is not in data/celeba ({str(error).splitlines()[0]})"
+    if faces is not None:
+        return ChapterRun(profile.name, faces, "CelebA photographs", {"channels": None, "latent_dim": 256}, epochs=30,
+                          judge_epochs=10, judge_channels=None, num_test=2000, tag="gpu-30ep")
+    faces = synthetic_faces(*profile.choose(smoke=(400, 200), cpu=(3000, 600), gpu=(20_000, 2000)),
+                            image_size=32, seed=0)
+    nets = {"channels": profile.choose(smoke=(8, 16, 32), cpu=(16, 32, 64), gpu=(32, 64, 128)),
+            "latent_dim": profile.choose(smoke=16, cpu=32, gpu=64)}
+    epochs = profile.choose(smoke=1, cpu=10, gpu=40)
+    return ChapterRun(profile.name, faces, f"Synthetic faces, not CelebA: {why}.", nets, epochs,
+                      judge_epochs=profile.choose(smoke=1, cpu=12, gpu=10),
+                      judge_channels=profile.choose(smoke=(8, 16, 32), cpu=(32, 64, 128), gpu=(32, 64, 128)),
+                      num_test=profile.choose(smoke=100, cpu=600, gpu=2000), tag=f"{profile.name}-{epochs}ep")

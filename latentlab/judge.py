@@ -171,6 +171,19 @@ class IndependentJudge:
         j = self.attribute_names.index(attribute)
         return lambda x: (self.probabilities(x)[:, j] > 0.5).long()
 
+    def reading(self, attributes: Sequence[str]) -> Callable[[torch.Tensor], list[str]]:
+        """``images -> one line each``, e.g. ``"judge: Wearing_Hat 97%"``: captions for slider frames."""
+        unknown = [a for a in attributes if a not in self.attribute_names]
+        if unknown:
+            raise ValueError(f"the judge knows {', '.join(self.attribute_names)}, not {', '.join(unknown)}")
+        columns = [self.attribute_names.index(a) for a in attributes]
+
+        @torch.no_grad()
+        def read(images: torch.Tensor) -> list[str]:
+            rows = self.probabilities(images)[:, columns].tolist()
+            return ["judge: " + ", ".join(f"{a} {p:.0%}" for a, p in zip(attributes, row)) for row in rows]
+        return read
+
     @torch.no_grad()
     def features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         """The network's last feature maps, averaged over their 4x4 positions: ``(N, channels)``, on CPU.

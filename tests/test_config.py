@@ -51,3 +51,15 @@ def test_seed_everything_repeats_and_validates():
 def test_describe_run_names_profile_device_and_data():
     line = config.describe_run("toy data", torch.device("cpu"))
     assert "profile:" in line and "device: cpu" in line and "data: toy data" in line
+
+
+def test_launch_note_says_which_run_made_the_outputs_and_how_to_run_the_chapter():
+    note = config.launch_note("book/elbo.ipynb", "toy data", torch.device("cpu"), extra="Needs no data.")
+    text = str(note)
+    assert config.describe_run("toy data", torch.device("cpu")) in text
+    assert "jupyter lab book/elbo.ipynb" in text and "Needs no data." in text
+    page = note._repr_html_()
+    assert 'class="admonition note latentlab-launch-note"' in page
+    assert "<code>LATENTLAB_PROFILE=cpu .venv/bin/jupyter lab book/elbo.ipynb</code>" in page
+    escaped = config.launch_note("book/x.ipynb", "images <64 px>")._repr_html_()
+    assert "images &lt;64 px&gt;" in escaped and "<64 px>" not in escaped

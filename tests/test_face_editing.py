@@ -9,7 +9,8 @@ import torch
 
 from latentlab import IndependentJudge
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.face_editing import checkpoint_dir, editing_scores, train_face_model
+from latentlab.config import Profile
+from latentlab.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model
 
 NETS = {"channels": (8, 16, 32), "latent_dim": 8}
 
@@ -45,3 +46,35 @@ def test_editing_scores_fill_every_column_on_synthetic_faces(faces, tmp_path, mo
         assert "judge features" in row["FID features"]
         # CSVAE has no classifier of its own: its accuracy is missing, not invented
         assert math.isnan(row["own-head acc"]) == (name == "csvae")
+
+
+def test_chapter_run_gives_both_face_chapters_the_same_data_sizes_judge_and_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_DATA", str(tmp_path))
+    run = chapter_run(Profile("smoke", "test"))
+    assert run.synthetic and "profile smoke runs on synthetic faces" in run.why
+    assert (len(run.faces.x_train), len(run.faces.x_test), run.faces.image_size) == (400, 200, 32)
+    assert run.tag == "smoke-1ep" and run.nets == {"channels": (8, 16, 32), "latent_dim": 16}
+    model, report = run.train("vac", "EyeFacial")
+    assert model.attribute_names == ["Eyeglasses", "Facial_Hair"]  # named for sliders and edits
+    assert any(checkpoint_dir("vac", "EyeFacial", run.faces, "smoke-1ep").glob("step-*.pt"))
+    again, report = chapter_run(Profile("smoke", "test")).train("vac", "EyeFacial")
+    assert "resumed/loaded" in report
+    judge = run.judge()
+    assert (tmp_path / "judges" / "editing-synthetic-smoke-32px.pt").is_file()
+    assert judge.trained_on == run.faces.describe()
+
+
+def test_chapter_run_says_why_a_gpu_profile_fell_back_to_synthetic_faces(monkeypatch):
+    import latentlab.data
+    import latentlab.data.synthfaces
+
+    def missing(*args, **kwargs):
+        raise latentlab.data.DatasetNotFoundError("CelebA was not found in data/celeba\nplace it there")
+
+    asked = {}
+    monkeypatch.setattr(latentlab.data, "load_celeba_in_memory", missing)
+    monkeypatch.setattr(latentlab.data.synthfaces, "synthetic_faces",
+                        lambda *size, **kwargs: asked.update(size=size, **kwargs) or synthetic_faces(40, 20, image_size=32))
+    run = chapter_run(Profile("gpu", "test"))
+    assert run.why == "Synthetic faces, not CelebA: CelebA is not in data/celeba (CelebA was not found in data/celeba)."
+    assert asked == {"size": (20_000, 2000), "image_size": 32, "seed": 0} and run.tag == "gpu-40ep"

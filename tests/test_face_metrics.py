@@ -198,5 +198,10 @@ def test_independent_judge_trains_saves_reloads_and_refuses_other_data(faces, tm
         IndependentJudge.for_faces(other, path=path)
     with pytest.raises(ValueError, match="not 'Bald'"):
         judge.predictor("Bald")
+    captions = judge.reading(["Smiling", "Eyeglasses"])(x[:2])
+    p = judge.probabilities(x[:2])
+    assert captions[1] == f"judge: Smiling {float(p[1, 1]):.0%}, Eyeglasses {float(p[1, 0]):.0%}"
+    with pytest.raises(ValueError, match="not Bald"):
+        judge.reading(["Bald"])
     state = torch.load(path, weights_only=True)  # a plain weights-only file
     assert state["format"] == "latentlab-judge-v1"

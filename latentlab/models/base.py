@@ -77,7 +77,9 @@ class LatentVariableModel(nn.Module):
     @property
     def device(self) -> torch.device:
         """Where the model's parameters live (inputs are moved there by helpers such as ``predict``)."""
-        return next(self.parameters()).device
+        tensor = next(self.parameters(), None)
+        tensor = next(self.buffers(), None) if tensor is None else tensor
+        return torch.device("cpu") if tensor is None else tensor.device
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Default: one Adam over every parameter, at ``self.learning_rate``."""
@@ -229,7 +231,19 @@ class LabelDecoderModel(LatentVariableModel):
         if y is None:
             raise ValueError(f"the {type(self).__name__} decoder needs the label to decode with: call decode(latents, y)")
         z = latents["z"]
-        return self.to_data_space(self.decoder(z, self.one_hot(y, len(z))))
+        return self.decode_condition(z, self.one_hot(y, len(z)))
+
+    def decode_condition(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z, c) for any condition vector c of width ``num_classes``.
+
+        ``decode`` passes onehot(y); a slider passes a point between two labels, (1 - t, t), to show
+        what the decoder does with a label value it never saw in training.
+        """
+        if condition.dim() != 2 or condition.shape != (len(z), self.num_classes):
+            raise ValueError(
+                f"condition must be (batch, num_classes) = ({len(z)}, {self.num_classes}), got {tuple(condition.shape)}"
+            )
+        return self.to_data_space(self.decoder(z, condition.to(z)))
 
     @torch.no_grad()
     def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
