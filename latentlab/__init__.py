@@ -48,6 +48,7 @@ from .models import (
     CSVAE,
     CVAE,
     M2,
+    VAC,
     VAE,
     AttributeClassifier,
     Classifier,
@@ -56,7 +57,6 @@ from .models import (
     IFcVAEGAN,
     IntroVAC,
     LatentVariableModel,
-    VAC,
 )
 from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 

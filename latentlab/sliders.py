@@ -333,7 +333,7 @@ class LiveSliders:
         self.reset_button.on_click(lambda _: self.reset())
         self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
         self.status = widgets.HTML()
-        titled = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), view])
+        titled = [widgets.VBox([widgets.HTML(f"<b>{title}</b>"), view], layout=widgets.Layout(margin="0 16px 0 0"))
                   for title, view in (("input", self.input_view), ("decoded", self.output_view))]
         self.widget = widgets.VBox([
             widgets.HTML(f"<i>{html.escape(type(model).__name__)}: {html.escape(self.space.kind)}</i>"),
@@ -453,12 +453,17 @@ class StaticSliders:
                 f'<output class="latentlab-slider-value">{axis["values"][axis["default_index"]]:.2f}</output></div>'
             )
         pixelated = f"width:{size}px;image-rendering:pixelated;border:1px solid #ccc"
+        caption = html.escape(first["reconstruction_caption"])
         return f"""<div class="latentlab-slider" id="{element_id}" style="margin:0.5em 0">
 <div><b>{html.escape(self.title)}</b></div>
 <div>{picker}<button type="button" class="latentlab-slider-reset">reset</button></div>
 <div style="display:flex;gap:1em;align-items:flex-start;margin:0.4em 0">
-<figure style="margin:0"><img class="latentlab-slider-input-image" alt="input image" src="{first["input"]}" style="{pixelated}"><figcaption>input</figcaption></figure>
-<figure style="margin:0"><img class="latentlab-slider-image" alt="decoded image" src="{first["reconstruction"]}" style="{pixelated}"><figcaption>decoded<br><small class="latentlab-slider-caption">{html.escape(first["reconstruction_caption"])}</small></figcaption></figure>
+<figure style="margin:0">
+<img class="latentlab-slider-input-image" alt="input image" src="{first["input"]}" style="{pixelated}">
+<figcaption>input</figcaption></figure>
+<figure style="margin:0">
+<img class="latentlab-slider-image" alt="decoded image" src="{first["reconstruction"]}" style="{pixelated}">
+<figcaption>decoded<br><small class="latentlab-slider-caption">{caption}</small></figcaption></figure>
 </div>
 {"".join(rows)}
 <script type="application/json" class="latentlab-slider-frames">{blob}</script>

@@ -13,9 +13,8 @@ import sys
 import zlib
 from pathlib import Path
 
-import pytest
-
 import check_book
+import pytest
 
 CHROMIUM = check_book.find_chromium()
 if CHROMIUM is None:

@@ -15,8 +15,8 @@ from PIL import Image
 from latentlab import DiagonalGaussian, LatentVariableModel, zoo
 from latentlab.metrics import latent_means
 from latentlab.sliders import (
-    axis_readings,
     LiveSliders,
+    axis_readings,
     encode_image,
     principal_directions,
     slider_space,
