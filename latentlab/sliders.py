@@ -107,6 +107,18 @@ def principal_directions(model: LatentVariableModel, reference: torch.Tensor, nu
                                variance[:num_directions] / variance.sum())
 
 
+def reduce_reference(model: LatentVariableModel, reference: torch.Tensor | PrincipalDirections | None,
+                     num_directions: int = 3) -> torch.Tensor | PrincipalDirections | None:
+    """Reference images turned into their principal directions once, for a model whose sliders need them.
+
+    Views that build a space per input image call this first, so the PCA is not redone per image.
+    """
+    labelled = isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel))
+    if labelled or not isinstance(reference, torch.Tensor):
+        return reference
+    return principal_directions(model, reference, num_directions)
+
+
 def _with_default(axis: Control, default: float) -> Control:
     """``axis`` starting at ``default``, its range widened if the image's own value lies outside it."""
     return replace(axis, default=default, low=min(axis.low, default), high=max(axis.high, default))
@@ -310,10 +322,7 @@ class LiveSliders:
         self.model, self.images, self.labels = model, images, labels
         self.display_size, self.caption = display_size, caption
         self._space_args = {"span": span, "names": axis_names, "num_directions": num_directions}
-        needs_reference = not isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel))
-        if needs_reference and isinstance(reference, torch.Tensor):
-            reference = principal_directions(model, reference, num_directions)  # once, not at every pick
-        self._space_args["reference"] = reference
+        self._space_args["reference"] = reduce_reference(model, reference, num_directions)  # once, not per pick
         self.redraw_seconds: list[float] = []
         self._quiet = False
 
@@ -326,8 +335,9 @@ class LiveSliders:
         ]
         for slider in self.sliders:
             slider.observe(self._on_move, names="value")
-        self.picker = widgets.Dropdown(options=[(name, i) for i, name in enumerate(_image_names(images, labels, names))],
-                                       value=0, description="input image", style={"description_width": "initial"})
+        choices = [(name, i) for i, name in enumerate(_image_names(images, labels, names))]
+        self.picker = widgets.Dropdown(options=choices, value=0, description="input image",
+                                       style={"description_width": "initial"})
         self.picker.observe(self._on_pick, names="value")
         self.reset_button = widgets.Button(description="reset", tooltip="every slider back to the image's own value")
         self.reset_button.on_click(lambda _: self.reset())
@@ -546,8 +556,7 @@ def static_sliders(
         raise ValueError(f"num_frames must be at least 2, got {num_frames}")
     if image_format == "auto":
         image_format = "png" if images.shape[-1] <= 32 else "jpeg"
-    if not isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel)) and isinstance(reference, torch.Tensor):
-        reference = principal_directions(model, reference, num_directions)
+    reference = reduce_reference(model, reference, num_directions)
     entries = []
     kind = ""
     for index, name in enumerate(_image_names(images, labels, names)):
@@ -596,10 +605,8 @@ def axis_readings(
     go to :func:`slider_space` (``reference=`` is reduced to principal directions once).
     """
     _check_images(images, labels)
-    if not isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel)) and isinstance(space_args.get("reference"),
-                                                                                     torch.Tensor):
-        space_args["reference"] = principal_directions(model, space_args["reference"],
-                                                       space_args.get("num_directions", 3))
+    if "reference" in space_args:
+        space_args["reference"] = reduce_reference(model, space_args["reference"], space_args.get("num_directions", 3))
     totals: list[dict] = []
     for index in range(len(images)):
         space = slider_space(model, images[index], None if labels is None else labels[index], **space_args)
