@@ -589,3 +589,63 @@ def test_m2_learns_digits_from_a_hundred_labels(digits):
     )
     fit(model, (x, y), epochs=3, batch_size=64, progress=False, device="cpu", seed=0)
     assert classification_accuracy(model.predict, *digits.test) > 0.6  # chance: 0.1
+
+
+# ----------------------------------------------------------------------------- the sign of log p(x|z)
+
+
+def encoder_gradient(model, x, y, offset, monkeypatch):
+    """Gradient of the batch's supervised bound w.r.t. the encoder, with log p(x|z) + ``offset``, same draws."""
+    plain = CCVAE.reconstruction_log_likelihood
+    monkeypatch.setattr(model, "reconstruction_log_likelihood", lambda x_, out: plain(model, x_, out) + offset)
+    model.zero_grad()
+    torch.manual_seed(5)
+    model.supervised_bound(x, y)["bound"].mean().backward()
+    return [p.grad.clone() for p in model.encoder.parameters()]
+
+
+def test_an_offset_in_log_px_moves_the_encoder_against_or_towards_its_own_classifier(monkeypatch):
+    """The documented reason CCVAE needs log p(x|z) < 0: the bound's value ignores an offset c, its gradient does not.
+
+    With z_c detached in the weight's numerator, the offset adds c * grad_phi w = -c w grad_phi log q(y|x):
+    ascending the bound with c > 0 lowers q(y|x) (the encoder works against its classifier), with c < 0 raises it.
+    """
+    torch.manual_seed(0)
+    model = tiny_ccvae(samples=50)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    base = encoder_gradient(model, x, y, 0.0, monkeypatch)
+    for offset, direction in ((1000.0, -1), (-1000.0, +1)):
+        shifted = encoder_gradient(model, x, y, offset, monkeypatch)
+        with torch.no_grad():
+            torch.manual_seed(6)
+            before = model.log_q_y_given_x(model.encoder(x), y, num_samples=2000).mean()
+            for p, g, g0 in zip(model.encoder.parameters(), shifted, base):
+                p.add_(1e-5 * (g - g0))  # a small ascent step along what the offset added
+            torch.manual_seed(6)
+            after = model.log_q_y_given_x(model.encoder(x), y, num_samples=2000).mean()
+            for p, g, g0 in zip(model.encoder.parameters(), shifted, base):
+                p.sub_(1e-5 * (g - g0))
+        assert direction * float(after - before) > 0, (offset, float(before), float(after))
+
+
+def test_ccvae_warns_once_when_log_px_is_positive_and_faces_use_laplace_scale_one(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny_ccvae()
+    x = torch.randn(4, 6)
+    model.loss_terms((x, torch.tensor([0, 1, 2, 0])))  # log p(x|z) < 0 here: no warning (pytest would show it)
+    assert not model._warned_positive_log_px
+    # a density above 1 (as Laplace/Gaussian with a small scale gives a close reconstruction)
+    monkeypatch.setattr(model, "reconstruction_log_likelihood", lambda x_, out: torch.full((len(x_),), 5.0))
+    with pytest.warns(UserWarning, match="log p\\(x\\|z\\) is positive"):
+        model.loss_terms((x, torch.tensor([0, 1, 2, 0])))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.loss_terms((x, torch.tensor([0, 1, 2, 0])))  # once is enough
+    from latentlab import zoo
+
+    faces = zoo.face_model("ccvae", image_size=32, channels=(8, 16, 32), latent_dim=8)
+    assert float(faces.decoder_log_std.exp()) == 1.0 and faces.likelihood == "laplace"
+    images, decoded = torch.rand(5, 3, 32, 32), torch.rand(5, 3, 32, 32)
+    assert bool((faces.reconstruction_log_likelihood(images, decoded) < 0).all())  # -|x - mu| - log 2 per value

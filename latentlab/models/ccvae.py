@@ -31,6 +31,15 @@ How we compute it, and why:
   encoder learns where to put z_c from p(z_c|y) and from the q(y|x) term; the classifier still gets
   gradients from every term. The Monte Carlo q(y|x) is not detached.
 * p(y) is uniform over the classes.
+* **The bound needs log p(x|z) < 0.** Its value does not change when a constant c is added to
+  log p(x|z) (E[q(y|z_c)/q(y|x)] = 1), but its gradient does: with z_c detached in the weight's
+  numerator, only the Monte Carlo q(y|x) in the denominator carries the encoder's gradient, so
+  the offset adds -c w grad log q(y|x). For a negative log-likelihood (Bernoulli; the authors'
+  Laplace(., 1)) that is an extra push *towards* the right class; for a positive one (a density
+  above 1, e.g. Laplace or Gaussian with a scale of 0.1 on images in [0, 1]) it pushes the encoder
+  to make its own classifier wrong. Measured on synthetic faces (32 px, Wearing_Hat, 10 epochs):
+  own-classifier test accuracy 0.000 at Laplace scale 0.1 (every prediction inverted, the hat codes
+  at z_c = (-51, 209)), 1.000 at scale 1. ``loss_terms`` warns when the mean log p(x|z) is positive.
 
 Semi-supervised batches mark unlabelled examples with ``UNLABELLED`` (-1); each example contributes
 its own bound, and the loss is minus their batch mean.
@@ -39,6 +48,7 @@ its own bound, and the loss is minus their batch mean.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +144,7 @@ class CCVAE(LatentVariableModel):
         self.beta, self.classifier_samples, self.learning_rate = beta, classifier_samples, learning_rate
         self.prior_learning_rate = 100 * learning_rate if prior_learning_rate is None else prior_learning_rate
         self.set_likelihood(likelihood, decoder_std)
+        self._warned_positive_log_px = False
 
     @property
     def latent_dim(self) -> int:
@@ -232,6 +243,16 @@ class CCVAE(LatentVariableModel):
             parts.append(self.unsupervised_bound(x[~labelled]))
         bound = torch.cat([p["bound"] for p in parts])
         log_px = torch.cat([p["log_px"] for p in parts])
+        mean_log_px = float(log_px.detach().mean())
+        if not self._warned_positive_log_px and mean_log_px > 0:
+            self._warned_positive_log_px = True
+            warnings.warn(
+                f"CCVAE: log p(x|z) is positive ({mean_log_px:.4g} per example), so the supervised bound's "
+                "weight q(y|z_c)/q(y|x) pushes the encoder to make its own classifier wrong (see the CCVAE "
+                "docstring). Use a likelihood whose log-density stays negative: bernoulli, or a laplace/gaussian "
+                "decoder_std of 1 (the authors' Laplace(., 1)).",
+                stacklevel=2,
+            )
         kl = torch.cat([p["kl"] for p in parts])
         return {
             "loss": -bound.mean(),
