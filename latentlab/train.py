@@ -118,6 +118,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+# Buffers that hold a model's *settings* (fixed likelihood scale, CSVAE's priors), not learned state:
+# loading a checkpoint would silently replace the settings the model was built with.
+SETTINGS_BUFFERS = ("decoder_log_std", "w_prior_mean", "w_prior_log_var")
+
+
+def _check_settings_match(model: torch.nn.Module, saved: dict, path: Path) -> None:
+    """Refuse a checkpoint whose settings buffers differ from the model's (e.g. another ``decoder_std``)."""
+    for name, value in model.named_buffers():
+        if name.rsplit(".", 1)[-1] in SETTINGS_BUFFERS and name in saved:
+            old = saved[name].to(value.device)
+            if old.shape != value.shape or not torch.allclose(old, value):
+                raise CheckpointError(
+                    f"{path} was trained with {name} = {old.tolist()}, but this model was built with "
+                    f"{value.tolist()} (another setting, e.g. decoder_std or the priors). Build the model as that "
+                    f"run did to resume it, or delete {path.parent} (or use another checkpoint_dir) to train anew."
+                )
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -319,6 +337,7 @@ def fit(
                 f"{state['num_examples']} examples; this call has seed={seed}, batch_size={batch_size}, "
                 f"{len(dataset)} examples. Use the same settings to resume, or a new checkpoint_dir."
             )
+        _check_settings_match(model, state["model"], newest)
         model.load_state_dict(state["model"])
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

@@ -121,6 +121,10 @@ def test_resuming_with_other_settings_or_overwriting_is_refused(tmp_path):
         fit(make_vae(), x, epochs=1, batch_size=32, progress=False, checkpoint_dir=tmp_path, resume=False)
     with pytest.raises(CheckpointError, match="batch_size=32.*batch_size=16"):
         fit(make_vae(), x, epochs=2, batch_size=16, progress=False, checkpoint_dir=tmp_path)
+    other_scale = make_vae()
+    other_scale.set_likelihood("gaussian", 0.5)  # built with another decoder_std than the saved run
+    with pytest.raises(CheckpointError, match=r"decoder_log_std = .*delete .* to train anew"):
+        fit(other_scale, x, epochs=2, batch_size=32, progress=False, checkpoint_dir=tmp_path)
 
 
 class ExplodingVAE(VAE):
