@@ -107,16 +107,21 @@ def principal_directions(model: LatentVariableModel, reference: torch.Tensor, nu
                                variance[:num_directions] / variance.sum())
 
 
-def reduce_reference(model: LatentVariableModel, reference: torch.Tensor | PrincipalDirections | None,
-                     num_directions: int = 3) -> torch.Tensor | PrincipalDirections | None:
-    """Reference images turned into their principal directions once, for a model whose sliders need them.
+def image_spaces(model: LatentVariableModel, images: torch.Tensor, labels: object = None,
+                 **space_args) -> Callable[[int], SliderSpace]:
+    """``index -> slider_space`` of ``images[index]`` (with its label), for views over several input images.
 
-    Views that build a space per input image call this first, so the PCA is not redone per image.
+    Checks the images once and, for a model whose sliders need them, reduces ``reference`` images to
+    their principal directions once, not once per image. ``space_args`` go to :func:`slider_space`.
     """
-    labelled = isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel))
-    if labelled or not isinstance(reference, torch.Tensor):
-        return reference
-    return principal_directions(model, reference, num_directions)
+    _check_images(images, labels)
+    reference = space_args.get("reference")
+    if isinstance(reference, torch.Tensor) and not isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel)):
+        space_args["reference"] = principal_directions(model, reference, space_args.get("num_directions", 3))
+
+    def space_of(index: int) -> SliderSpace:
+        return slider_space(model, images[index], None if labels is None else labels[index], **space_args)
+    return space_of
 
 
 def _with_default(axis: Control, default: float) -> Control:
@@ -318,15 +323,14 @@ class LiveSliders:
                  continuous_update: bool = True, steps: int = 100):
         import ipywidgets as widgets  # imported here so `import latentlab` does not need a notebook stack
 
-        _check_images(images, labels)
+        self._space_of = image_spaces(model, images, labels, reference=reference, num_directions=num_directions,
+                                      span=span, names=axis_names)
         self.model, self.images, self.labels = model, images, labels
         self.display_size, self.caption = display_size, caption
-        self._space_args = {"span": span, "names": axis_names, "num_directions": num_directions}
-        self._space_args["reference"] = reduce_reference(model, reference, num_directions)  # once, not per pick
         self.redraw_seconds: list[float] = []
         self._quiet = False
 
-        self.space = self._space(0)
+        self.space = self._space_of(0)
         self.sliders = [
             widgets.FloatSlider(value=axis.default, min=axis.low, max=axis.high, step=(axis.high - axis.low) / steps,
                                 description=axis.name, continuous_update=continuous_update, readout_format=".2f",
@@ -354,10 +358,6 @@ class LiveSliders:
         ])
         self._show_input()
         self.redraw()
-
-    def _space(self, index: int) -> SliderSpace:
-        label = None if self.labels is None else self.labels[index]
-        return slider_space(self.model, self.images[index], label, **self._space_args)
 
     @property
     def values(self) -> list[float]:
@@ -396,7 +396,7 @@ class LiveSliders:
             self.redraw()
 
     def _on_pick(self, change: dict) -> None:
-        self.space = self._space(change["new"])
+        self.space = self._space_of(change["new"])
         self._quiet = True
         try:
             for slider, axis in zip(self.sliders, self.space.axes):
@@ -414,11 +414,6 @@ class LiveSliders:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
-
-
-def live_sliders(model: LatentVariableModel, images: torch.Tensor, labels: object = None, **kwargs) -> LiveSliders:
-    """Live sliders for ``model`` over the input images ``images`` (see :class:`LiveSliders`)."""
-    return LiveSliders(model, images, labels, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- static (no kernel)
@@ -551,18 +546,16 @@ def static_sliders(
     batch of decoded images to one string each (e.g. an independent classifier's reading), shown
     under the frame.
     """
-    _check_images(images, labels)
     if num_frames < 2:
         raise ValueError(f"num_frames must be at least 2, got {num_frames}")
+    space_of = image_spaces(model, images, labels, reference=reference, num_directions=num_directions,
+                            span=span, names=axis_names)
     if image_format == "auto":
         image_format = "png" if images.shape[-1] <= 32 else "jpeg"
-    reference = reduce_reference(model, reference, num_directions)
     entries = []
     kind = ""
     for index, name in enumerate(_image_names(images, labels, names)):
-        label = None if labels is None else labels[index]
-        space = slider_space(model, images[index], label, reference=reference, num_directions=num_directions,
-                             span=span, names=axis_names)
+        space = space_of(index)
         kind = space.kind
         reconstruction = space.render(space.defaults)
         entry = {
@@ -602,14 +595,12 @@ def axis_readings(
     with the axis at its low end, at the image's own value and at its high end, averaged over ``images``.
 
     Returns one dict per axis: ``name`` and the (R,) means ``low``, ``own``, ``high``. ``space_args``
-    go to :func:`slider_space` (``reference=`` is reduced to principal directions once).
+    go to :func:`slider_space` through :func:`image_spaces`.
     """
-    _check_images(images, labels)
-    if "reference" in space_args:
-        space_args["reference"] = reduce_reference(model, space_args["reference"], space_args.get("num_directions", 3))
+    space_of = image_spaces(model, images, labels, **space_args)
     totals: list[dict] = []
     for index in range(len(images)):
-        space = slider_space(model, images[index], None if labels is None else labels[index], **space_args)
+        space = space_of(index)
         settings = space.defaults.repeat(1 + 2 * len(space.axes), 1)
         for a, axis in enumerate(space.axes):
             settings[1 + 2 * a, a], settings[2 + 2 * a, a] = axis.low, axis.high

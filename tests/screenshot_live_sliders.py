@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import check_book
 import nbformat
 from playwright.sync_api import sync_playwright
-from test_live_sliders_browser import CHROMIUM, CHROMIUM_ARGS, FRONTENDS, JupyterServer
+from test_live_sliders_browser import CHROMIUM, FRONTENDS, JupyterServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def main() -> None:
         try:
             server.wait_until_up()
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = check_book.launch_browser(playwright, CHROMIUM)
                 context = browser.new_context(viewport={"width": 1100, "height": 900}, service_workers="block")
                 page = context.new_page()
                 page.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url

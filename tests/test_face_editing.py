@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from latentlab import IndependentJudge
-from latentlab.data.synthfaces import synthetic_faces
 from latentlab.config import Profile
+from latentlab.data.synthfaces import synthetic_faces
 from latentlab.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model
 
 NETS = {"channels": (8, 16, 32), "latent_dim": 8}

@@ -15,7 +15,7 @@ browser download), runs the cell with the keyboard, and then uses the widget:
 A screenshot of the widget after the move is saved to tmp_path and, when LATENTLAB_SCREENSHOTS
 names a directory, copied there as live-sliders-<frontend>.png.
 
-It skips only when Chromium (/usr/bin/chromium or $CHROMIUM), playwright or the frontend package
+It skips only when Chromium ($CHROMIUM, chromium on PATH or /usr/bin/chromium), playwright or the frontend package
 is missing; anything else that does not happen fails, naming the step.
 """
 
@@ -37,24 +37,21 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import check_book  # the book check's Chromium lookup and launch flags, shared
 import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"Chromium is not installed ({CHROMIUM} missing): the live-slider browser test cannot run; "
-                "`sudo apt-get install --no-install-recommends chromium` installs it", allow_module_level=True)
+CHROMIUM = check_book.find_chromium()
+if CHROMIUM is None:
+    pytest.skip("Chromium is not installed ($CHROMIUM, chromium on PATH, /usr/bin/chromium): the live-slider "
+                "browser test cannot run; `sudo apt-get install --no-install-recommends chromium` installs it",
+                allow_module_level=True)
 pytest.importorskip("playwright", reason="playwright is not installed (test extra): no browser to drive")
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed: no notebook to write")
 
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402  (after the skips, on purpose)
 from playwright.sync_api import sync_playwright  # noqa: E402
-
-# Same flags as tests/check_book.py: without the background-networking ones Chromium tries to reach
-# Google services at start, which a closed network refuses, and the refusals show up as errors.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # What each frontend is: the module that starts its server (`python -m jupyterlab` is `jupyter lab`)
 # and the page that opens a notebook in it.
@@ -225,7 +222,7 @@ def server(frontend, tmp_path, request):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        chromium = check_book.launch_browser(pw, CHROMIUM)  # headless, with the book check's offline flags
         yield chromium
         chromium.close()
 
