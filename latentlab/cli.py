@@ -4,6 +4,7 @@
     torchrun --standalone --nproc_per_node=gpu -m latentlab train --model cvae --data celeba --image-size 128
     python -m latentlab bench --sizes 64 128
     python -m latentlab bench-sliders
+    python -m latentlab fetch-inception     # the Inception-v3 weights FID uses, downloaded once
 
 ``train`` runs :func:`latentlab.train.fit` (the same loop the book uses) and writes, from rank 0
 only, checkpoints under ``<out>/checkpoints`` and the per-epoch history to ``<out>/history.json``.
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_sliders import add_arguments as add_slider_arguments
 
     add_slider_arguments(sliders)
+    commands.add_parser("fetch-inception", help="download the Inception-v3 weights FID uses (once, 92 MB)")
     return parser
 
 
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         train_command(args)
+    elif args.command == "fetch-inception":
+        from .fid import download_inception_weights
+
+        print(f"Inception-v3 weights for FID: {download_inception_weights()}")
     elif args.command == "bench-sliders":
         from .bench_sliders import bench_command
 

@@ -1,7 +1,8 @@
 """Every label-guided model on the same faces, scored the same way: what the face-editing chapter tabulates.
 
 * :func:`train_face_model` builds a model by name (:mod:`latentlab.zoo`) and fits it, with
-  checkpoints under ``data/checkpoints/`` so an interrupted run resumes and a finished one loads.
+  checkpoints under ``data/checkpoints/`` so an interrupted run resumes and a finished one loads;
+  :func:`training_table` sums up many such runs in one table.
 * :func:`editing_scores` gives one table row: reconstruction MSE, FID of reconstructions, edit
   success in both directions by the independent judge, the model's own label accuracy, and on
   synthetic faces (whose generator knows the truth) identity preservation and edit locality.
@@ -54,6 +55,42 @@ def checkpoint_dir(name: str, subset: str | Sequence[str], faces: FaceImages, ta
     return config.data_root() / "checkpoints" / slug[:150]
 
 
+@dataclass(frozen=True)
+class TrainingReport:
+    """What one :func:`train_face_model` call did: the run's size, its time, trained or loaded, the last losses."""
+
+    model: str
+    subset: str
+    images: int
+    epochs: int
+    seconds: float
+    resumed: bool  # a checkpoint was there: the run resumed (or, finished, was only loaded)
+    checkpoints: Path
+    final: dict[str, float]
+
+    def __str__(self) -> str:
+        how = "resumed/loaded" if self.resumed else "trained"
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in self.final.items())
+        return f"{self.model} on {self.subset}: {self.images} images x {self.epochs} epochs, {self.seconds:.1f} s, {how}; {losses}"
+
+
+def training_table(reports: Sequence[TrainingReport]) -> str:
+    """One Markdown table for many runs, so a chapter shows its training as one readable summary."""
+    lines = ["| model | subset | images × epochs | this run | last epoch's losses |", "|---|---|---|---|---|"]
+    for r in reports:
+        how = f"loaded ({r.seconds:.0f} s)" if r.resumed else f"trained in {r.seconds:.0f} s"
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in r.final.items())
+        lines.append(f"| `{r.model}` | {r.subset} | {r.images} × {r.epochs} | {how} | {losses} |")
+    roots = sorted({str(_shown(r.checkpoints.parent)) for r in reports})
+    return "\n".join(lines) + f"\n\nCheckpoints: one directory per model, subset and data set under {', '.join(f'`{d}/`' for d in roots)}."
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the folder holding the data root (``data/checkpoints/...``), when it is inside it."""
+    top = config.data_root().parent
+    return path.relative_to(top) if path.is_relative_to(top) else path
+
+
 def train_face_model(
     name: str,
     faces: FaceImages,
@@ -67,14 +104,14 @@ def train_face_model(
     progress: bool | None = None,
     fit_args: dict | None = None,
     **model_args,
-) -> tuple[LatentVariableModel, str]:
-    """Build ``name`` for ``faces`` and fit it on the training split of ``subset``; return it and a one-line report.
+) -> tuple[LatentVariableModel, TrainingReport]:
+    """Build ``name`` for ``faces`` and fit it on the training split of ``subset``; return it and a :class:`TrainingReport`.
 
     ``model_args`` go to :func:`latentlab.zoo.face_model` (``channels=``, ``latent_dim=``, the
     model's weights...); ``tag`` separates runs with different settings. Checkpoints go to
     :func:`checkpoint_dir`: a run that stopped resumes where it was, a finished run is loaded.
     ``progress``: a tqdm bar per model; ``None`` shows one on CUDA, where a model trains for an hour
-    or more, and keeps CPU runs to the one-line report.
+    or more, and keeps CPU runs quiet (the report says what happened).
     """
     x, y = faces.split(subset, "train")
     if y.dim() == 2 and name not in ("vac", "introvac"):
@@ -92,13 +129,10 @@ def train_face_model(
     start = time.perf_counter()
     history = fit(model, (x, y), epochs=epochs, batch_size=batch_size, seed=seed, device=device,
                   checkpoint_dir=directory, progress=progress, **(fit_args or {}))
-    seconds = time.perf_counter() - start
     final = {k: v[-1] for k, v in history.items() if k in ("loss", "recon", "ae", "mse")}
-    how = "resumed/loaded from" if resumed else "trained, checkpoints in"
-    top = config.data_root().parent
-    shown = directory.relative_to(top) if directory.is_relative_to(top) else directory
-    report = (f"{name:>22} on {subset}: {len(x)} images x {epochs} epochs, {seconds:6.1f} s; {how} {shown}; "
-              + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
+    shown_subset = subset if isinstance(subset, str) else "+".join(subset)
+    report = TrainingReport(name, shown_subset, len(x), epochs, time.perf_counter() - start, resumed,
+                            _shown(directory), final)
     return model.cpu().eval(), report
 
 
@@ -160,7 +194,7 @@ def editing_scores(
     }
     fallback = FeatureExtractor(judge.features, judge.feature_dim, "judge features")
     fid = frechet_distance(x, recon, fallback=fallback)
-    row["FID recon"], row["FID features"] = fid.value, fid.features
+    row["FID recon"], row["FID features"], row["FID fallback reason"] = fid.value, fid.features, fid.fallback_reason
     try:
         row["own-head acc"] = float((model.predict(x).cpu() == y).float().mean())
     except NotImplementedError:
@@ -206,7 +240,7 @@ class ChapterRun:
                                           channels=self.judge_channels, device=device)
 
     def train(self, name: str, subset: str | Sequence[str], device: str | torch.device | None = None,
-              **model_args) -> tuple[LatentVariableModel, str]:
+              **model_args) -> tuple[LatentVariableModel, TrainingReport]:
         """:func:`train_face_model` with this run's sizes (same checkpoints for every chapter that asks)."""
         return train_face_model(name, self.faces, subset, epochs=self.epochs, batch_size=self.batch_size,
                                 tag=self.tag, device=device, **self.nets, **model_args)

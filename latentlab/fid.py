@@ -12,14 +12,16 @@ feature extractor, by default the independent judge's penultimate features, and 
 number ranks models against each other on the same data, but is not comparable with any
 published FID. The result carries the name of the features that produced it.
 
-To use Inception offline, place ``weights-inception-2015-12-05-6726825d.pth`` (torch-fidelity's
-file) in ``$TORCH_HOME/hub/checkpoints/`` (default ``~/.cache/torch/hub/checkpoints/``).
+Nothing is downloaded behind the reader's back: Inception is used when torch-fidelity's weights
+file is already in ``$TORCH_HOME/hub/checkpoints/`` (default ``~/.cache/torch/hub/checkpoints/``);
+``python -m latentlab fetch-inception`` (:func:`download_inception_weights`) puts it there once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +31,10 @@ from .checks import check_tensor
 INCEPTION = "Inception-v3 pool3 (2048), torch-fidelity weights"
 
 
+INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS}"
+
+
 @dataclass(frozen=True)
 class FIDResult:
     value: float
@@ -36,6 +42,7 @@ class FIDResult:
     comparable_with_papers: bool
     num_real: int
     num_fake: int
+    fallback_reason: str = ""  # why Inception was not used, when it was not
 
     def __str__(self) -> str:
         note = "" if self.comparable_with_papers else " (not comparable with published Inception FIDs)"
@@ -54,21 +61,41 @@ class FeatureExtractor(nn.Module):
         return self.extract(x).float().flatten(1)
 
 
-_INCEPTION_FAILURE: dict[str, str] = {}  # remember a failed load, so a chapter does not retry the network each call
+def inception_weights_path() -> Path:
+    """Where torch-fidelity (through ``torch.hub``) looks for the Inception weights before downloading them."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+
+
+def download_inception_weights(*, progress: bool = True) -> Path:
+    """Fetch torch-fidelity's Inception-v3 weights (92 MB) into :func:`inception_weights_path`, once."""
+    path = inception_weights_path()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(INCEPTION_URL, str(path), progress=progress)
+        except Exception as err:
+            raise RuntimeError(
+                f"could not download the Inception weights from {INCEPTION_URL} ({type(err).__name__}: {err}); "
+                f"download that file by hand and place it at {path}"
+            ) from err
+    return path
 
 
 def inception_metric():
-    """torchmetrics' Inception FID, or ``None`` with the reason when its weights cannot be loaded."""
-    if "reason" in _INCEPTION_FAILURE:
-        return None, _INCEPTION_FAILURE["reason"]
+    """torchmetrics' Inception FID, or ``None`` with the reason, in words, when its weights are not here.
+
+    The weights file is looked for first, so an offline machine never starts a download (which would
+    print a progress line and a network error into a chapter's output).
+    """
+    path = inception_weights_path()
+    if not path.is_file():
+        return None, f"the Inception-v3 weights are not on this machine ({path} is missing; `python -m latentlab fetch-inception` downloads them)"
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         return FrechetInceptionDistance(feature=2048, normalize=True), ""
-    except Exception as err:  # no network, no torch-fidelity, a damaged file: all mean "use the fallback"
-        reason = f"Inception weights unavailable ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
-        _INCEPTION_FAILURE["reason"] = reason
-        return None, reason
+    except Exception as err:  # a damaged file, no torch-fidelity: both mean "use the fallback"
+        return None, f"the Inception-v3 weights at {path} did not load ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
 
 
 def frechet_distance(
@@ -104,15 +131,15 @@ def frechet_distance(
         if metric is None:
             if features == "inception" or fallback is None:
                 raise RuntimeError(
-                    f"{reason}. Place torch-fidelity's weights-inception-2015-12-05-6726825d.pth in "
-                    "$TORCH_HOME/hub/checkpoints/, or pass fallback=FeatureExtractor(...) with features='auto'"
+                    f"no Inception FID: {reason}; or pass fallback=FeatureExtractor(...) with features='auto'"
                 )
             metric = FrechetInceptionDistance(feature=fallback, normalize=True)
-            used, comparable = f"{fallback.name} [fallback: {reason}]", False
+            used, comparable = f"{fallback.name} (fallback)", False
     else:
         raise ValueError(f"features must be 'auto', 'inception' or a FeatureExtractor, got {features!r}")
     metric = metric.to(device)
     for images, is_real in ((real, True), (fake, False)):
         for chunk in images.split(batch_size):
             metric.update(chunk.to(device).float(), real=is_real)
-    return FIDResult(float(metric.compute()), used, comparable, len(real), len(fake))
+    return FIDResult(float(metric.compute()), used, comparable, len(real), len(fake),
+                     fallback_reason="" if comparable or isinstance(features, FeatureExtractor) else reason)

@@ -13,6 +13,26 @@ import torch
 from .checks import check_tensor
 
 
+#: dots per inch of every stored figure: a figure of up to 7.5 inches is at most 1080 pixels wide,
+#: which the page shows at column width (about 750 CSS pixels), so it stays sharp on a screen of
+#: 1.5 device pixels per CSS pixel and readable on any.
+BOOK_DPI = 144
+#: widest figure, in inches, that the page shows at a readable size (7.5 in at 144 dpi: 1/1.6)
+MAX_FIGURE_WIDTH = 7.5
+
+
+def book_style(dpi: int = BOOK_DPI, font_size: float = 10) -> None:
+    """The chapters' Matplotlib settings: figures stored at ``dpi``, readable fonts, images drawn pixel-exact.
+
+    ``image.interpolation = "nearest"`` shows each image pixel as a sharp block instead of smoothing
+    a 32-pixel face into blur (and keeps the PNG small: blocks compress well).
+    """
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": font_size,
+                         "image.interpolation": "nearest"})
+
+
 def _grid(images: torch.Tensor, ncols: int) -> torch.Tensor:
     """(N, C, H, W) in [0, 1] -> one (H', W', C) picture with a 1-pixel white gap between tiles."""
     images = check_tensor(images, "images").detach().float().cpu().clamp(0, 1)
@@ -33,17 +53,23 @@ def image_rows(
     title: str | None = None,
     column_labels: Sequence[str] | None = None,
     scale: float = 0.6,
+    max_width: float = MAX_FIGURE_WIDTH,
 ):
-    """One row of images per entry of ``rows`` (name -> (N, C, H, W) in [0, 1]), the name on the left."""
+    """One row of images per entry of ``rows`` (name -> (N, C, H, W) in [0, 1]), the name on the left.
+
+    Each image is ``scale`` inches wide, less when the row would make the figure wider than
+    ``max_width`` inches (the book's column).
+    """
     import matplotlib.pyplot as plt
 
     ncols = max(len(images) for images in rows.values())
+    scale = min(scale, (max_width - 1.5) / ncols)
     fig, axes = plt.subplots(
         len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + (0.4 if title else 0.1)), squeeze=False
     )
     for ax, (name, images) in zip(axes[:, 0], rows.items()):
         picture = _grid(images, ncols)
-        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+        ax.imshow((picture.squeeze(-1) if picture.shape[-1] == 1 else picture).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
@@ -61,14 +87,16 @@ def image_rows(
     return fig
 
 
-def image_grid(images: torch.Tensor, *, ncols: int, title: str | None = None, scale: float = 0.6):
-    """All ``images`` in a grid of ``ncols`` columns."""
+def image_grid(images: torch.Tensor, *, ncols: int, title: str | None = None, scale: float = 0.6,
+               max_width: float = MAX_FIGURE_WIDTH):
+    """All ``images`` in a grid of ``ncols`` columns, each ``scale`` inches wide (at most ``max_width`` in all)."""
     import matplotlib.pyplot as plt
 
+    scale = min(scale, max_width / ncols)
     picture = _grid(images, ncols)
     nrows = -(-len(images) // ncols)
     fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0.1)))
-    ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+    ax.imshow((picture.squeeze(-1) if picture.shape[-1] == 1 else picture).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)

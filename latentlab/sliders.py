@@ -433,6 +433,10 @@ class StaticSliders:
     data: dict
     display_size: int
 
+    def __repr__(self) -> str:  # short: a notebook stores it as the text/plain twin of the HTML
+        axes = len(self.data["images"][0]["axes"]) if self.data["images"] else 0
+        return f"StaticSliders({self.title!r}: {len(self.data['images'])} image(s) x {axes} axis/axes, {self.nbytes / 1024:.0f} KB)"
+
     @property
     def nbytes(self) -> int:
         """Size of the HTML snippet, what the slider adds to a page."""

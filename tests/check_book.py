@@ -15,7 +15,14 @@ For each page (the root `book/intro` and every chapter) it checks that
 5. a launch note (`.latentlab-launch-note`) is shown, on every page but the bibliography;
 6. every link inside the book reaches an existing file and, with a `#fragment`, an existing id
    (external links are listed, not fetched);
-7. the page's HTML file is under 4 MB;
+7. the page (its HTML file and the image files it shows) is under 4 MB;
+8. what a reader reads is readable: no paragraph holding a Markdown table's raw pipe rows (a
+   table that did not render), no stored output showing a download attempt or a traceback
+   (`Downloading:`, `Traceback`, `URLError`), no text, code, table or figure that overflows its
+   column (cut off, or hidden behind a horizontal scroll bar);
+9. images are sharp: none shown at less than 1/MAX_IMAGE_SHRINK of its own width (its text would
+   be too small to read), none stretched beyond its own size without `image-rendering: pixelated`
+   (blurry), and none whose file says it was stored at fewer than MIN_IMAGE_DPI dots per inch;
 
 and it saves a screenshot of each page under `<screenshots>/<page>.png`. It prints a report per
 page and exits with 1 when anything failed (2 when it could not run at all).
@@ -27,7 +34,9 @@ The name does not start with `test_` on purpose: pytest does not collect it.
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
+import json
 import os
 import shutil
 import sys
@@ -42,6 +51,10 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 
 MAX_PAGE_BYTES = 4_000_000          # "under 4 MB": a page this big is slow to open offline
+MAX_IMAGE_SHRINK = 2.5              # a figure shown at under 1/2.5 of its width has unreadable text
+MAX_IMAGE_STRETCH = 1.25            # stretched further (without pixelated rendering) it is blurry
+MIN_IMAGE_DPI = 100                 # figures stored below this are blurry on high-density screens
+NOISE_IN_OUTPUTS = ("Downloading:", "Traceback", "URLError")  # what a stored output must not show
 LAUNCH_NOTE_EXEMPT = {"book/bibliography"}   # the bibliography has nothing to launch
 VIEWPORT = {"width": 1280, "height": 900}
 SCREENSHOT_MAX_HEIGHT = 8000        # long chapters are clipped: the top of a page is what we look at
@@ -169,6 +182,7 @@ async (timeoutMs) => {
 # Everything that can be read off the page once it has settled.
 INSPECT_JS = r"""
 () => {
+  const NOISE = __NOISE__;
   const short = s => (s.length > 90 ? s.slice(0, 87) + '...' : s);
   // math: Sphinx writes span.math / div.math holding \( \) or \[ \] TeX; MathJax puts an
   // mjx-container inside each one it typesets
@@ -201,10 +215,51 @@ INSPECT_JS = r"""
     const text = node.textContent;
     if (texPatterns.some(p => p.test(text))) rawTex.push(short(text.trim()));
   }
-  const images = [...document.images].map(img => ({
-    src: img.getAttribute('src') || '',
-    ok: img.complete && img.naturalWidth > 0,
-  }));
+  const shown = e => e.getClientRects().length > 0;   // not display:none, not in a closed <details>
+  const column = document.querySelector('article.bd-article') || document.querySelector('main')
+                 || document.body;
+  const columnRight = column.getBoundingClientRect().right;
+  const images = [...document.images].map(img => {
+    const rect = img.getBoundingClientRect();
+    return {
+      src: img.getAttribute('src') || '',
+      url: img.currentSrc || img.src,
+      ok: img.complete && img.naturalWidth > 0,
+      inColumn: column.contains(img) && shown(img),
+      naturalWidth: img.naturalWidth,
+      shownWidth: rect.width,
+      pixelated: /pixelated|crisp-edges/.test(getComputedStyle(img).imageRendering),
+    };
+  });
+  // a Markdown table that did not render: its separator row |---|---| left in a paragraph
+  const rawTables = [...column.querySelectorAll('p')]
+      .filter(p => /\|\s*:?-{3,}:?\s*\|/.test(p.textContent)).map(p => short(p.textContent.trim()));
+  // stored outputs a reader should not see
+  const noise = [];
+  for (const out of column.querySelectorAll('.cell_output, .output')) {
+    for (const word of NOISE) {
+      const at = out.textContent.indexOf(word);
+      if (at >= 0) noise.push({word, text: short(out.textContent.slice(at).trim())});
+    }
+  }
+  // text, code, tables and figures wider than the column: cut off, or hidden behind a scroll bar
+  const overflow = [];
+  const describe = e => e.tagName.toLowerCase() + (e.className && typeof e.className === 'string'
+      ? '.' + e.className.trim().split(/\s+/).slice(0, 2).join('.') : '');
+  const candidates = column.querySelectorAll(
+      'pre, table, .highlight, .pst-scrollable-table-container, .cell_output, .output, p, li, img, '
+      + 'figure, mjx-container, div.latentlab-slider, div.latentlab-launch-note');
+  for (const e of candidates) {
+    if (!shown(e)) continue;
+    const style = getComputedStyle(e);
+    const scrolls = ['auto', 'scroll', 'hidden', 'clip'].includes(style.overflowX);
+    const right = e.getBoundingClientRect().right;
+    if (scrolls && e.scrollWidth > e.clientWidth + 2) {
+      overflow.push(`${describe(e)} is ${e.scrollWidth} px wide in ${e.clientWidth} px ("${short(e.textContent.trim())}")`);
+    } else if (right > columnRight + 2) {
+      overflow.push(`${describe(e)} sticks ${Math.round(right - columnRight)} px out of the column ("${short(e.textContent.trim())}")`);
+    }
+  }
   const note = document.querySelector('.latentlab-launch-note');
   const noteShown = !!note && note.getClientRects().length > 0
                     && getComputedStyle(note).visibility !== 'hidden';
@@ -215,9 +270,9 @@ INSPECT_JS = r"""
       .concat([...document.querySelectorAll('a[name]')].map(a => a.name));
   return {maths: maths.length, untypeset, mathErrors, rawTex: rawTex.slice(0, 5),
           rawTexCount: rawTex.length, images, note: !!note, noteShown, links, ids,
-          height: document.documentElement.scrollHeight};
+          rawTables, noise, overflow, height: document.documentElement.scrollHeight};
 }
-"""
+""".replace("__NOISE__", json.dumps(list(NOISE_IN_OUTPUTS)))
 
 # Moves every input of every slider to another value, as a reader dragging it would (an `input`
 # event that bubbles), checks that the image changed and loaded, and puts it back.
@@ -267,6 +322,60 @@ async () => {
   return results;
 }
 """
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: their bytes, and the resolution their files declare
+# ---------------------------------------------------------------------------------------------
+
+def image_dpi(data: bytes) -> float | None:
+    """Dots per inch a PNG (pHYs chunk) or JPEG (JFIF header) declares; None when it declares none."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        pos = 8
+        while pos + 8 <= len(data):
+            length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+            if kind == b"pHYs" and length == 9:
+                per_unit, unit = int.from_bytes(data[pos + 8:pos + 12], "big"), data[pos + 16]
+                return per_unit * 0.0254 if unit == 1 else None   # unit 1: pixels per metre
+            if kind in (b"IDAT", b"IEND"):                          # pHYs comes before the pixels
+                return None
+            pos += 12 + length
+        return None
+    if data[:2] == b"\xff\xd8":
+        at = data.find(b"JFIF\x00", 0, 64)
+        if at > 0 and len(data) >= at + 10:
+            units, density = data[at + 7], int.from_bytes(data[at + 8:at + 10], "big")
+            return {1: density, 2: density * 2.54}.get(units)       # 0: an aspect ratio only
+    return None
+
+
+def image_bytes(url: str, origin: str, html_dir: Path) -> bytes | None:
+    """The bytes behind an image URL of the page: a data URI, or a file of the served site."""
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        return base64.b64decode(payload) if header.endswith(";base64") else None
+    if url.startswith(origin + "/"):
+        path = html_dir / unquote(urlsplit(url).path).lstrip("/")
+        return path.read_bytes() if path.is_file() else None
+    return None
+
+
+def _check_image(report: PageReport, img: dict, data: bytes | None) -> None:
+    """Readable and sharp: not squeezed far below its width, not stretched blurry, stored at enough dpi."""
+    name = _short(img["src"], 70)
+    natural, shown = img["naturalWidth"], img["shownWidth"]
+    if shown > 0 and natural > shown * MAX_IMAGE_SHRINK:
+        report.problems.append(
+            f"image {name} is {natural} px wide but shown at {shown:.0f} px (1/{natural / shown:.1f}): its "
+            f"text and detail are too small to read; make the figure narrower (at most 1/{MAX_IMAGE_SHRINK})")
+    if natural > 0 and shown > natural * MAX_IMAGE_STRETCH and not img["pixelated"]:
+        report.problems.append(
+            f"image {name} is stretched from {natural} px to {shown:.0f} px, which blurs it: store it "
+            "larger, or draw its pixels as blocks (image-rendering: pixelated)")
+    dpi = image_dpi(data) if data else None
+    if dpi is not None and dpi < MIN_IMAGE_DPI - 0.5:
+        report.problems.append(f"image {name} was stored at {dpi:.0f} dpi, below {MIN_IMAGE_DPI}: blurry "
+                               "on a high-density screen (latentlab.plot.book_style sets the book's dpi)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +449,7 @@ def check_page(browser, origin: str, html_dir: Path, page: str,
         report.problems.append(f"{html_file} does not exist (is the page in the build?)")
         return report
 
-    # 7. size of the HTML file itself (images in _images/ are separate files)
+    # 7. size of the HTML file (the image files it shows are added once the page is open)
     report.size = html_file.stat().st_size
     if report.size >= MAX_PAGE_BYTES:
         report.problems.append(f"HTML file is {report.size / 1e6:.1f} MB, the limit is "
@@ -422,9 +531,41 @@ def check_page(browser, origin: str, html_dir: Path, page: str,
         data_uris = sum(img["src"].startswith("data:") for img in images)
         report.facts.append(f"{len(images)} img ({data_uris} data URI)" if data_uris
                             else f"{len(images)} img")
+        image_files: dict[str, int] = {}   # local image files this page makes the reader fetch
+        dpis = []
         for img in images:
             if not img["ok"]:
                 report.problems.append(f"image did not load: {_short(img['src'], 80)}")
+                continue
+            data = image_bytes(img["url"], origin, html_dir)
+            if data is not None and not img["url"].startswith("data:"):
+                image_files[img["url"]] = len(data)
+            if img["inColumn"]:
+                _check_image(report, img, data)
+                dpi = image_dpi(data) if data else None
+                if dpi is not None:
+                    dpis.append(dpi)
+        if dpis:
+            report.facts.append(f"figures at {min(dpis):.0f}-{max(dpis):.0f} dpi")
+
+        # 7. the page's weight: its HTML and the image files it shows
+        html_bytes = report.size
+        report.size += sum(image_files.values())
+        if report.size >= MAX_PAGE_BYTES > html_bytes:
+            report.problems.append(
+                f"the page weighs {report.size / 1e6:.1f} MB (HTML {html_bytes / 1e6:.1f} MB, "
+                f"{len(image_files)} image file(s) {(report.size - html_bytes) / 1e6:.1f} MB), the limit is "
+                f"{MAX_PAGE_BYTES / 1e6:.0f} MB: compress its figures (JPEG for photographs)")
+
+        # 8. what a reader reads
+        for text in seen["rawTables"]:
+            report.problems.append(f'a Markdown table shows as a paragraph of raw pipes: "{text}"')
+        for item in seen["noise"]:
+            report.problems.append(f'a stored output shows "{item["word"]}": "{item["text"]}"')
+        for text in seen["overflow"][:10]:
+            report.problems.append(f"overflows its column: {text}")
+        if len(seen["overflow"]) > 10:
+            report.problems.append(f"... and {len(seen['overflow']) - 10} more elements overflow their column")
 
         # 4. sliders
         report.sliders = len(sliders)

@@ -43,18 +43,27 @@ needs_mathjax = pytest.mark.skipif(MATHJAX is None, reason="sphinx-mathjax-offli
 # Building fixture sites
 # ---------------------------------------------------------------------------------------------
 
-def png(r: int, g: int, b: int, size: int = 4) -> bytes:
-    """A valid size x size PNG of one colour, without any imaging library."""
+def png(r: int, g: int, b: int, size: int = 4, *, height: int | None = None, dpi: float | None = None,
+        padding: int = 0) -> bytes:
+    """A valid PNG of one colour, size x height pixels, without any imaging library; ``dpi`` writes a
+    pHYs chunk (as Matplotlib does), ``padding`` a text chunk of that many bytes (a heavy file)."""
     def chunk(kind, data):
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    rows = b"".join(b"\x00" + bytes((r, g, b)) * size for _ in range(size))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    height = size if height is None else height
+    rows = b"".join(b"\x00" + bytes((r, g, b)) * size for _ in range(height))
+    extra = b""
+    if dpi is not None:
+        per_metre = round(dpi / 0.0254)
+        extra += chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1))
+    if padding:
+        extra += chunk(b"tEXt", b"Comment\x00" + b"x" * padding)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, height, 8, 2, 0, 0, 0))
+            + extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-def data_uri(r, g, b) -> str:
-    return "data:image/png;base64," + base64.b64encode(png(r, g, b)).decode()
+def data_uri(r, g, b, **kwargs) -> str:
+    return "data:image/png;base64," + base64.b64encode(png(r, g, b, **kwargs)).decode()
 
 
 NOTE = '<div class="latentlab-launch-note">Run this chapter: make book</div>'
@@ -112,6 +121,7 @@ def make_site(root: Path, pages: dict[str, str]) -> Path:
     site = root / "html"
     (site / "_images").mkdir(parents=True)
     (site / "_images" / "figure.png").write_bytes(png(200, 30, 30))
+    (site / "_images" / "heavy.png").write_bytes(png(200, 30, 30, padding=4_100_000))
     (site / "index.html").write_text(html('<a href="book/intro.html">start</a>'))
     if MATHJAX is not None:
         (site / "_static").mkdir()
@@ -196,6 +206,35 @@ BAD_INTRO = {
     "math MathJax never saw": (html(NOTE + '<p><span class="math">\\(x^2\\)</span></p>'),
                                "1 of 1 math elements not typeset by MathJax; MathJax absent"),
     "page over 4 MB": (html(NOTE + "<!--" + "x" * 4_100_000 + "-->"), "HTML file is 4.1 MB"),
+    "images making the page over 4 MB": (html(NOTE + '<img src="../_images/heavy.png">'),
+                                         "the page weighs 4.1 MB (HTML 0.0 MB, 1 image file(s) 4.1 MB)"),
+    # what a reader reads
+    "a table that did not render": (html(NOTE + "<p>| model | MSE | |---|---| | VAC | 0.0118 |</p>"),
+                                    "a Markdown table shows as a paragraph of raw pipes"),
+    "a download in a stored output": (
+        html(NOTE + '<div class="cell_output"><pre>Downloading: "https://example.org/w.pth" to /root/.cache</pre></div>'),
+        'a stored output shows "Downloading:"'),
+    "a traceback in a stored output": (
+        html(NOTE + '<div class="cell_output"><pre>Traceback (most recent call last):\n  File "x.py"</pre></div>'),
+        'a stored output shows "Traceback"'),
+    "a network error in a stored output": (
+        html(NOTE + '<div class="output stream"><pre>FID 0.2 [fallback: URLError: no network]</pre></div>'),
+        'a stored output shows "URLError"'),
+    "a code line behind a scroll bar": (
+        html(NOTE + '<div class="highlight" style="overflow-x:auto"><pre style="white-space:pre">print("'
+             + "x" * 400 + '")</pre></div>'),
+        "overflows its column: div.highlight is"),
+    "a table wider than the column": (
+        html(NOTE + '<table><tr><td style="min-width:3000px">wide</td></tr></table>'),
+        "overflows its column: table sticks"),
+    # images that are not sharp
+    "a figure squeezed to a quarter of its width": (
+        html(NOTE + f'<img src="{data_uri(9, 9, 9, size=1600, height=2, dpi=144)}" style="width:400px">'),
+        "is 1600 px wide but shown at 400 px (1/4.0)"),
+    "a small figure stretched": (html(NOTE + f'<img src="{data_uri(9, 9, 9, size=40)}" style="width:200px">'),
+                                 "is stretched from 40 px to 200 px"),
+    "a figure stored at 60 dpi": (html(NOTE + f'<img src="{data_uri(9, 9, 9, size=40, dpi=60)}">'),
+                                  "was stored at 60 dpi, below 100"),
 }
 
 
@@ -208,6 +247,32 @@ def test_each_fault_is_caught(browser, tmp_path, fault):
     assert not book.ok
     problems = problems_of(book, "book/intro")
     assert any(expected in p for p in problems), problems
+
+
+def test_sharp_figures_wrapped_code_and_rendered_tables_pass(browser, tmp_path):
+    """The cures of the faults above pass: a 144 dpi figure at 1/1.5 of its width, a pixel-art image
+    stretched with pixelated rendering, a long code line that wraps, a real table, outputs without noise."""
+    page = html(NOTE
+                + f'<img src="{data_uri(9, 9, 9, size=1080, height=2, dpi=144)}" style="width:720px">'
+                + f'<img src="{data_uri(9, 9, 9, size=32)}" style="width:128px;image-rendering:pixelated">'
+                + '<div class="highlight" style="overflow-x:auto"><pre style="white-space:pre-wrap;'
+                + 'overflow-wrap:anywhere">print("' + "x" * 400 + '")</pre></div>'
+                + '<div class="cell_output"><table><tr><th>model</th><th>MSE</th></tr>'
+                + '<tr><td>VAC</td><td>0.0118</td></tr></table><pre>FID 0.22 on judge features (fallback)</pre></div>'
+                + "<p>Pipes in prose | are fine | as long as there is no separator row.</p>")
+    book = run(browser, tmp_path, {**GOOD_PAGES, "book/intro": page}, check=["book/intro"], require_slider=False)
+    assert problems_of(book, "book/intro") == []
+    assert "figures at 144-144 dpi" in book.pages[0].facts
+
+
+def test_image_dpi_reads_png_and_jpeg_headers():
+    assert check_book.image_dpi(png(1, 2, 3, dpi=144)) == pytest.approx(144, abs=0.1)
+    assert check_book.image_dpi(png(1, 2, 3)) is None  # no pHYs chunk: nothing declared
+    jfif = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01"
+    assert check_book.image_dpi(jfif + b"\x01\x00\x90\x00\x90\x00\x00") == 144        # dots per inch
+    assert check_book.image_dpi(jfif + b"\x02\x00\x3b\x00\x3b\x00\x00") == pytest.approx(149.86)  # per cm
+    assert check_book.image_dpi(jfif + b"\x00\x00\x01\x00\x01\x00\x00") is None       # aspect ratio only
+    assert check_book.image_dpi(b"GIF89a") is None
 
 
 @needs_mathjax

@@ -10,7 +10,7 @@ import torch
 from latentlab import IndependentJudge
 from latentlab.config import Profile
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model
+from latentlab.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model, training_table
 
 NETS = {"channels": (8, 16, 32), "latent_dim": 8}
 
@@ -25,9 +25,14 @@ def test_training_writes_checkpoints_under_the_data_root_and_a_second_call_loads
     model, report = train_face_model("vac", faces, "Smiling", epochs=1, batch_size=32, tag="t", **NETS)
     directory = checkpoint_dir("vac", "Smiling", faces, "t")
     assert directory.parent == tmp_path / "checkpoints" and any(directory.glob("step-*.pt"))
-    assert "trained, checkpoints in" in report and not model.training
-    again, report = train_face_model("vac", faces, "Smiling", epochs=1, batch_size=32, tag="t", **NETS)
-    assert "resumed/loaded" in report
+    assert not report.resumed and "trained" in str(report) and not model.training
+    assert (report.model, report.subset, report.images, report.epochs) == ("vac", "Smiling", len(faces.split("Smiling", "train")[0]), 1)
+    assert tmp_path.parent / report.checkpoints == directory  # shown relative to the folder holding the data root
+    again, report_again = train_face_model("vac", faces, "Smiling", epochs=1, batch_size=32, tag="t", **NETS)
+    assert report_again.resumed and "resumed/loaded" in str(report_again)
+    table = training_table([report, report_again])
+    assert table.count("\n| `vac` | Smiling |") == 2 and "trained in" in table and "loaded (" in table
+    assert f"`{tmp_path.name}/checkpoints/`" in table
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="one-attribute subset"):
@@ -58,7 +63,7 @@ def test_chapter_run_gives_both_face_chapters_the_same_data_sizes_judge_and_chec
     assert model.attribute_names == ["Eyeglasses", "Facial_Hair"]  # named for sliders and edits
     assert any(checkpoint_dir("vac", "EyeFacial", run.faces, "smoke-1ep").glob("step-*.pt"))
     again, report = chapter_run(Profile("smoke", "test")).train("vac", "EyeFacial")
-    assert "resumed/loaded" in report
+    assert report.resumed and report.subset == "EyeFacial"
     judge = run.judge()
     assert (tmp_path / "judges" / "editing-synthetic-smoke-32px.pt").is_file()
     assert judge.trained_on == run.faces.describe()

@@ -1,5 +1,7 @@
 """Face metrics on hand-made inputs: identity factors, locality, add/remove edit success, FID, the judge's model."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -106,20 +108,52 @@ def test_frechet_distance_refuses_bad_images():
         fid.frechet_distance(torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8), features="vgg")
 
 
-def test_inception_or_a_named_fallback(monkeypatch):
-    """Offline the Inception weights cannot load: 'auto' falls back and says so; 'inception' explains the fix."""
-    monkeypatch.setattr(fid, "_INCEPTION_FAILURE", {})
+def _no_network(*args, **kwargs):
+    raise AssertionError("FID reached for the network")
+
+
+def test_without_inception_weights_the_fallback_is_named_and_nothing_is_downloaded(monkeypatch, tmp_path):
+    """No weights file: 'auto' falls back and says why in words; 'inception' explains the fix; no download starts."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
     metric, reason = fid.inception_metric()
+    assert metric is None
+    assert str(tmp_path / "checkpoints" / fid.INCEPTION_WEIGHTS) in reason and "fetch-inception" in reason
     real, fake = torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)
     extractor = fid.FeatureExtractor(_channel_means, 3, "channel means")
     result = fid.frechet_distance(real, fake, fallback=extractor)
-    if metric is None:  # the machine has no Inception weights (CI): the fallback must be named
-        assert "unavailable" in reason
-        assert result.features.startswith("channel means [fallback") and not result.comparable_with_papers
-        with pytest.raises(RuntimeError, match="weights-inception"):
-            fid.frechet_distance(real, fake, features="inception")
-    else:  # weights present: the published feature space is used
-        assert result.features == fid.INCEPTION and result.comparable_with_papers
+    assert result.features == "channel means (fallback)" and not result.comparable_with_papers
+    assert result.fallback_reason == reason
+    assert "not comparable" in str(result) and "missing" not in str(result)  # the reason is said once, apart
+    with pytest.raises(RuntimeError, match="fetch-inception"):
+        fid.frechet_distance(real, fake, features="inception")
+    given = fid.frechet_distance(real, fake, features=extractor)
+    assert given.features == "channel means" and given.fallback_reason == ""
+
+
+def test_download_inception_weights_writes_the_file_or_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    calls = []
+
+    def fake_download(url, dst, progress=True):
+        calls.append((url, progress))
+        Path(dst).write_bytes(b"weights")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path = fid.download_inception_weights(progress=False)
+    assert path == tmp_path / "checkpoints" / fid.INCEPTION_WEIGHTS and path.read_bytes() == b"weights"
+    assert calls == [(fid.INCEPTION_URL, False)]
+    fid.download_inception_weights()  # already there: nothing fetched again
+    assert len(calls) == 1
+
+    def failing_download(url, dst, progress=True):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "other"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
+    with pytest.raises(RuntimeError, match="place it at .*other/checkpoints"):
+        fid.download_inception_weights()
 
 
 def test_attribute_classifier_loss_by_hand():
