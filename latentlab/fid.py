@@ -89,7 +89,7 @@ def inception_metric():
     """
     path = inception_weights_path()
     if not path.is_file():
-        return None, f"the Inception-v3 weights are not on this machine ({path} is missing; `python -m latentlab fetch-inception` downloads them)"
+        return None, "the Inception-v3 weights are not on this machine (`python -m latentlab fetch-inception` downloads them once)"
     try:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -131,7 +131,8 @@ def frechet_distance(
         if metric is None:
             if features == "inception" or fallback is None:
                 raise RuntimeError(
-                    f"no Inception FID: {reason}; or pass fallback=FeatureExtractor(...) with features='auto'"
+                    f"no Inception FID: {reason}; torch-fidelity looks for them at {inception_weights_path()}. "
+                    "Or pass fallback=FeatureExtractor(...) with features='auto'"
                 )
             metric = FrechetInceptionDistance(feature=fallback, normalize=True)
             used, comparable = f"{fallback.name} (fallback)", False

@@ -64,9 +64,9 @@ def image_rows(
 
     ncols = max(len(images) for images in rows.values())
     scale = min(scale, (max_width - 1.5) / ncols)
-    fig, axes = plt.subplots(
-        len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + (0.4 if title else 0.1)), squeeze=False
-    )
+    # constrained layout places the labels and a title added later (fig.suptitle) when the figure is drawn
+    fig, axes = plt.subplots(len(rows), 1, figsize=(scale * ncols + 1.5, scale * len(rows) + 0.3 + (0.4 if title else 0)),
+                             squeeze=False, layout="constrained")
     for ax, (name, images) in zip(axes[:, 0], rows.items()):
         picture = _grid(images, ncols)
         ax.imshow((picture.squeeze(-1) if picture.shape[-1] == 1 else picture).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -83,7 +83,6 @@ def image_rows(
         axes[0, 0].xaxis.tick_top()
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -95,12 +94,11 @@ def image_grid(images: torch.Tensor, *, ncols: int, title: str | None = None, sc
     scale = min(scale, max_width / ncols)
     picture = _grid(images, ncols)
     nrows = -(-len(images) // ncols)
-    fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0.1)))
+    fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0.1)), layout="constrained")
     ax.imshow((picture.squeeze(-1) if picture.shape[-1] == 1 else picture).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -126,6 +124,7 @@ def study(
     if logx:
         ax.set_xscale("log")
     ax.set_xticks(list(x), [f"{v:g}" for v in x])
+    ax.minorticks_off()  # a log axis' minor labels would print over the chosen ticks
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

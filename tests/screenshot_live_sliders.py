@@ -33,7 +33,7 @@ from latentlab.sliders import LiveSliders
 
 run = chapter_run(Profile("cpu", "screenshot"))
 model, report = run.train("introvac", "EyeFacial", warmup_epochs=2)
-assert "resumed/loaded" in report, report  # the chapter's model, not a fresh one
+assert report.resumed, report  # the chapter's model, not a fresh one
 judge = run.judge()
 x, y = run.faces.split("EyeFacial", "test")
 picks = torch.cat([torch.nonzero((y == 0).all(1))[:2, 0], torch.nonzero((y == 1).all(1))[:1, 0]])

@@ -2,6 +2,7 @@
 fallback that says so, and label masks with exact, stratified, seeded counts."""
 
 import gzip
+from pathlib import Path
 import struct
 import sys
 
@@ -257,13 +258,16 @@ def test_bad_digits_arguments(kwargs, message):
 # --------------------------------------------------------------------------- load_handwritten_digits
 
 
-def test_auto_falls_back_to_the_digits_and_says_so(tmp_path, capsys):
+def test_auto_falls_back_to_the_digits_and_says_so(tmp_path, capsys, monkeypatch):
     data = load_handwritten_digits("auto", root=tmp_path, download=False)
     assert data.name.startswith("scikit-learn digits") and len(data.x_train) == 1797 - 359
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    assert out.startswith(f"MNIST was not found at {tmp_path / 'MNIST' / 'raw'}")
+    assert out.startswith(f"MNIST is not in {tmp_path / 'MNIST' / 'raw'} (see data/README.md")
     assert "using the scikit-learn digits instead" in out
+    monkeypatch.chdir(tmp_path)  # inside the working directory the path is shown relative to it
+    load_handwritten_digits("auto", root=tmp_path, download=False)
+    assert capsys.readouterr().out.startswith(f"MNIST is not in {Path('MNIST') / 'raw'} (")
 
 
 def test_auto_takes_mnist_when_it_is_there_and_prints_nothing(fake_mnist, capsys):

@@ -307,9 +307,11 @@ def load_handwritten_digits(
         if source == "mnist":
             raise
     raw = Path(config.data_root() if root is None else root).expanduser() / "MNIST" / "raw"
+    with contextlib.suppress(ValueError):
+        raw = raw.resolve().relative_to(Path.cwd().resolve())  # data/MNIST/raw, not this machine's path
     data = load_digits(seed=seed)
-    how = "could not be downloaded" if download else "download=False"
-    print(f"MNIST was not found at {raw} ({how}); using the scikit-learn digits instead: {data.describe()}")
+    how = "could not be downloaded" if download else "see data/README.md to add it"
+    print(f"MNIST is not in {raw} ({how}); using the scikit-learn digits instead.")
     return data
 
 
