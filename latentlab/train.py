@@ -403,38 +403,44 @@ def _apply_optimizer_settings(
     """Give the resumed optimizers the hyperparameters the model was built with now, and say so.
 
     A deliberate change (a lower learning rate after a NaN, another weight decay) is honoured from the
-    resumed step on, never silently replaced by the saved value. A changed learning rate scales the
-    resumed one, so a schedule's decay so far carries over, and the scheduler's base rate follows.
+    resumed step on, never silently replaced by the saved value, and a warning names it.
     """
     for name, opt in optimizers.items():
         changes = []
         for index, (group, wanted) in enumerate(zip(opt.param_groups, configured[name])):
             for key, value in wanted.items():
-                if key == "initial_lr" or isinstance(value, torch.Tensor):
+                if key in ("lr", "initial_lr") or isinstance(value, torch.Tensor):
                     continue
-                if key == "lr":
-                    old_base, new_base = group.get("initial_lr", group["lr"]), wanted.get("initial_lr", value)
-                    if _same(float(old_base), float(new_base)):
-                        continue
-                    group["lr"] = group["lr"] * new_base / old_base
-                    if "initial_lr" in group:
-                        group["initial_lr"] = new_base
-                    for sched in schedulers.values():
-                        if getattr(sched, "optimizer", None) is opt and hasattr(sched, "base_lrs"):
-                            sched.base_lrs[index] = new_base
-                            sched._last_lr = [g["lr"] for g in opt.param_groups]
-                    changes.append(f"learning rate {old_base:g} -> {new_base:g}")
-                elif key in group and not _same(_listed(group[key]), _listed(value)):
+                if key in group and not _same(_listed(group[key]), _listed(value)):
                     changes.append(f"{key} {group[key]!r} -> {value!r}")
-                    group[key] = value
-                else:
-                    group[key] = value
+                group[key] = value
+            if not isinstance(wanted["lr"], torch.Tensor):
+                changes += _set_base_rate(opt, index, wanted.get("initial_lr", wanted["lr"]), schedulers)
         if changes and distributed.is_main_process():
             warnings.warn(
                 f"resuming {path} at step {step} with optimizer {name!r} as the model was built now: "
                 f"{', '.join(changes)} (the steps before used the old values)",
                 stacklevel=3,
             )
+
+
+def _set_base_rate(opt: torch.optim.Optimizer, index: int, new_base: float, schedulers: dict) -> list[str]:
+    """Make ``new_base`` param group ``index``'s base learning rate; the schedule's decay so far carries over.
+
+    The resumed rate is scaled by new/old base, and a scheduler stepping this optimizer gets the new base.
+    """
+    group = opt.param_groups[index]
+    old_base = group.get("initial_lr", group["lr"])
+    if _same(float(old_base), float(new_base)):
+        return []
+    group["lr"] = group["lr"] * new_base / old_base
+    if "initial_lr" in group:
+        group["initial_lr"] = new_base
+    for sched in schedulers.values():
+        if getattr(sched, "optimizer", None) is opt and hasattr(sched, "base_lrs"):
+            sched.base_lrs[index] = new_base
+            sched._last_lr = [g["lr"] for g in opt.param_groups]  # what get_last_lr() reports
+    return [f"learning rate {old_base:g} -> {new_base:g}"]
 
 
 def _listed(value: object) -> object:

@@ -94,6 +94,18 @@ def test_resume_refuses_other_objective_settings(tmp_path, changed, saved, given
         assert torch.equal(params(model)[name], value)
 
 
+def test_checkpoints_from_before_settings_were_recorded_resume_and_compare_their_buffers(tmp_path):
+    fit(make_vae(), toy_x(), epochs=1, checkpoint_dir=tmp_path, **OPTIONS)
+    (newest,) = list_checkpoints(tmp_path)
+    state = load_checkpoint(newest)
+    del state["settings"]  # as the book's older checkpoints are
+    save_checkpoint(state, newest)
+    with pytest.raises(CheckpointError, match=r"trained with decoder_log_std = 0\.0, but this model was built with decoder_log_std = -0\.69"):
+        fit(make_vae(decoder_std=0.5), toy_x(), epochs=2, checkpoint_dir=tmp_path, **OPTIONS)
+    history = fit(make_vae(), toy_x(), epochs=2, checkpoint_dir=tmp_path, **OPTIONS)
+    assert len(history["loss"]) == 2 and "settings" in load_checkpoint(list_checkpoints(tmp_path)[-1])
+
+
 def test_resume_honours_a_new_learning_rate_and_says_so(tmp_path):
     x = toy_x()
     fit(make_vae(), x, epochs=1, checkpoint_dir=tmp_path / "a", **OPTIONS)
@@ -265,6 +277,20 @@ def test_a_read_only_checkpoint_dir_is_refused_before_training(tmp_path):
         read_only.chmod(0o755)
 
 
+def test_a_directory_that_refuses_writes_is_refused_before_training(tmp_path, monkeypatch):
+    def denied(path, mode="r", *args, **kwargs):  # what a read-only directory answers, for any user
+        if "w" in mode:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(latentlab.train, "open", denied, raising=False)
+    model = make_vae()
+    before = params(model)
+    with pytest.raises(CheckpointError, match=rf"checkpoint_dir {tmp_path} is not writable \(Permission denied\); fix"):
+        fit(model, toy_x(), epochs=1, checkpoint_dir=tmp_path, **OPTIONS)
+    assert all(torch.equal(params(model)[k], v) for k, v in before.items())
+
+
 class FullDisk:
     """``open`` on a disk with room for ``room`` checkpoints: writing one more fails with ENOSPC, mid-file,
     as a real full disk does (torch.save then reports an ``inline_container.cc`` enforce failure)."""
@@ -280,11 +306,15 @@ class FullDisk:
 
 
 class _NoSpace:
-    def __init__(self, file):
-        self.file = file
+    def __init__(self, file, room=512):
+        self.file, self.room = file, room  # the first bytes fit, as on a real disk that fills up mid-file
 
     def write(self, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        size = len(memoryview(data))
+        if size > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= size
+        return self.file.write(data)
 
     def __getattr__(self, name):
         return getattr(self.file, name)
