@@ -6,8 +6,11 @@ what arrived, and how to convert it.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -129,3 +132,97 @@ def check_partial_labels(
     labelled = y != UNLABELLED
     labels = check_labels(torch.where(labelled, y, torch.zeros_like(y)), num_classes, batch_size, name=name)
     return labels, labelled
+
+
+# ----------------------------------------------------------------------------- training arguments and data
+
+
+def check_count(value: object, name: str, minimum: int = 0, hint: str = "") -> int:
+    """A whole number ``>= minimum`` (bool, float and string counts are refused, not rounded)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        how = f"int({value!r})" if isinstance(value, str) else "a whole number"
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__}); pass {how}{hint}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}{hint}")
+    return int(value)
+
+
+def check_learning_rate(value: object, name: str = "learning_rate") -> float:
+    """A positive, finite learning rate (torch's optimizers accept inf and refuse negatives only deep inside)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}; typical Adam values are 1e-4 to 1e-3")
+    return float(value)
+
+
+def check_same_shape(output: torch.Tensor, x: torch.Tensor, name: str = "decoder") -> None:
+    """The decoder's output must have the data's shape: a width-1 output would broadcast and train silently."""
+    if output.shape != x.shape:
+        raise ValueError(
+            f"the {name}'s output has shape {tuple(output.shape)} but the data x has shape {tuple(x.shape)}; "
+            f"build the {name} with the data's size (e.g. MLPDecoder(latent_dim, {x.shape[-1]}) for "
+            f"{x.shape[-1]}-D vectors, or image_size/channels matching {tuple(x.shape[1:])})"
+        )
+
+
+def _describe_item(item: object) -> str:
+    if isinstance(item, dict):
+        return f"a dict with keys {sorted(map(str, item))[:6]}"
+    return f"a {type(item).__name__}"
+
+
+def check_dataset_item(item: object) -> None:
+    """What a Dataset yields: a tensor ``x``, or a tuple ``(x, y, ...)`` of tensors, arrays or numbers."""
+    def loadable(value: object) -> bool:
+        return isinstance(value, (torch.Tensor, np.ndarray, numbers.Number))
+
+    if isinstance(item, (torch.Tensor, np.ndarray)) or (isinstance(item, (tuple, list)) and item and all(map(loadable, item))):
+        return
+    raise ValueError(
+        f"the Dataset yields {_describe_item(item)}, but fit() reads examples as a tensor x or a tuple (x, y, ...) "
+        "of tensors; make __getitem__ return e.g. (item['image'], item['label']), and images as tensors "
+        "(torchvision.transforms.ToTensor() for PIL images)"
+    )
+
+
+def _chunks(x: torch.Tensor, rows: int = 4096):
+    # bounded memory: a finiteness or range check over a large image tensor must not copy it
+    return x.split(rows)
+
+
+def check_finite_values(x: torch.Tensor, name: str = "x") -> None:
+    """No NaN or inf in a float tensor of training data (else the loss would be reported as diverging)."""
+    if not torch.is_floating_point(x):
+        return
+    bad_rows = torch.cat([(~torch.isfinite(chunk)).reshape(len(chunk), -1).any(1) for chunk in _chunks(x)])
+    if bool(bad_rows.any()):
+        first = bad_rows.nonzero().flatten()[:5].tolist()
+        raise ValueError(
+            f"{name} holds NaN or inf in {int(bad_rows.sum())} example(s) (first: {first}); training on them would only "
+            f"report a non-finite loss. Drop or impute them first, e.g. keep = torch.isfinite({name}).flatten(1).all(1)"
+        )
+
+
+def check_training_input(
+    x: object, expected: tuple[tuple[float, float], str] | None = None, name: str = "x"
+) -> torch.Tensor:
+    """The data a model trains on, before any step: a numeric, finite tensor, in ``expected``'s range.
+
+    ``expected`` is the model's ``input_range(x)``: ``((low, high), why and how to fix)``, or None for any
+    finite value. Floats of another precision pass (the loop converts them to the model's dtype), and so
+    do ``uint8`` images (N, C, H, W) (the loop divides them by 255).
+    """
+    x = check_tensor(x, name)
+    if x.dim() == 0:
+        raise ValueError(f"{name} is a single number; pass a tensor with one row per example")
+    if not (torch.is_floating_point(x) or (x.dtype == torch.uint8 and x.dim() == 4)):
+        check_floating(x, name)
+    if x.dtype == torch.uint8:
+        return x
+    check_finite_values(x, name)
+    if expected is not None and x.numel():
+        (low, high), why = expected
+        seen_low = min(float(chunk.min()) for chunk in _chunks(x))
+        seen_high = max(float(chunk.max()) for chunk in _chunks(x))
+        if seen_low < low or seen_high > high:
+            raise ValueError(f"{name} has values in [{seen_low:.4g}, {seen_high:.4g}], outside [{low:g}, {high:g}]: {why}")
+    return x

@@ -8,19 +8,51 @@
 
 ``train`` runs :func:`latentlab.train.fit` (the same loop the book uses) and writes, from rank 0
 only, checkpoints under ``<out>/checkpoints`` and the per-epoch history to ``<out>/history.json``.
-Run the same command again to resume an interrupted run.
+Run the same command again to resume an interrupted run (another learning rate is applied from
+the resumed step on; other changed settings are refused). The model is built after seeding with
+``--seed``, so the same command gives the same model; counts are checked by argparse (``--max-steps -1``
+is an error, not a run that trains nothing), and a user's mistake ends with its message, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import config, distributed
 from .data.faces import FACE_SUBSETS
 from .zoo import BUILDERS, UNLABELLED_MODELS, face_model
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (``--max-steps -1`` must not exit 0 having trained nothing)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def _learning_rate(text: str) -> float:
+    """An argparse type: a positive, finite learning rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {value}")
+    return value
 
 
 def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
@@ -38,18 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--subset", default="Smiling", help=f"attribute subset: one of {', '.join(FACE_SUBSETS)}")
     train.add_argument("--image-size", type=int, choices=(32, 64, 128), default=64)
     train.add_argument("--nets", choices=("residual", "dcgan"), default="residual")
-    train.add_argument("--latent-dim", type=int, default=None)
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64, help="global batch, split over processes")
-    train.add_argument("--learning-rate", type=float, default=None)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-steps", type=int, default=None)
-    train.add_argument("--num-train", type=int, default=20000, help="synthetic faces to generate")
-    train.add_argument("--limit", type=int, default=None, help="CelebA: use only the first N training images")
+    train.add_argument("--latent-dim", type=_at_least(1), default=None)
+    train.add_argument("--epochs", type=_at_least(1), default=10)
+    train.add_argument("--batch-size", type=_at_least(1), default=64, help="global batch, split over processes")
+    train.add_argument("--learning-rate", type=_learning_rate, default=None)
+    train.add_argument("--seed", type=_at_least(0), default=0)
+    train.add_argument("--max-steps", type=_at_least(1), default=None)
+    train.add_argument("--num-train", type=_at_least(1), default=20000, help="synthetic faces to generate")
+    train.add_argument("--limit", type=_at_least(1), default=None, help="CelebA: use only the first N training images")
     train.add_argument("--balance", action="store_true", help="CelebA: the IntroVAC positive/negative balance")
     train.add_argument("--out", type=Path, default=None, help="run directory (default runs/<model>-<data>-<size>)")
-    train.add_argument("--num-workers", type=int, default=None)
-    train.add_argument("--checkpoint-every", type=int, default=None)
+    train.add_argument("--num-workers", type=_at_least(0), default=None)
+    train.add_argument("--checkpoint-every", type=_at_least(1), default=None)
     _switch(train, "amp", "bf16 autocast")
     _switch(train, "channels-last", "NHWC memory layout")
     _switch(train, "compile", "torch.compile the sub-networks")
@@ -98,6 +130,7 @@ def train_command(args: argparse.Namespace) -> None:
     try:
         data, description = _training_data(args)
         extra = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+        config.seed_everything(args.seed)  # before the model draws its initial weights: one command, one model
         model = face_model(args.model, image_size=args.image_size, latent_dim=args.latent_dim, nets=args.nets, **extra)
         out = args.out or Path("runs") / f"{args.model}-{args.data}-{args.image_size}"
         if main:
@@ -132,7 +165,12 @@ def train_command(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        train_command(args)
+        from .train import CheckpointError, NonFiniteLossError
+
+        try:
+            train_command(args)
+        except (ValueError, CheckpointError, NonFiniteLossError) as err:  # a user's mistake: its message, no traceback
+            raise SystemExit(f"latentlab train: error: {err}") from err
     elif args.command == "fetch-inception":
         from .fid import download_inception_weights
 

@@ -68,17 +68,39 @@ def profile() -> Profile:
     return parse_profile(os.environ.get(PROFILE_ENV))
 
 
+def check_device(device: str | torch.device, source: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine, or a ValueError naming it and the fix.
+
+    ``source`` names where the value came from (``"device"``, ``"LATENTLAB_DEVICE"``) so the message
+    points at what to change.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"{source}={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    where = f"unset {DEVICE_ENV} or set it to 'cpu'" if source == DEVICE_ENV else "pass device='cpu' (or None: the best available)"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{source}={device!r} but CUDA is not available on this machine; {where}.")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{source}={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0; {where}."
+            )
+    if parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{source}={device!r} but Apple's MPS is not available on this machine; {where}.")
+    return parsed
+
+
 def default_device() -> torch.device:
     """``LATENTLAB_DEVICE`` if set, else the best available: cuda, then mps, then cpu."""
     requested = os.environ.get(DEVICE_ENV, "").strip()
     if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"{DEVICE_ENV}={requested!r} but CUDA is not available on this machine; "
-                f"unset {DEVICE_ENV} or set it to 'cpu'."
-            )
-        return device
+        return check_device(requested, DEVICE_ENV)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)

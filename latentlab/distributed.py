@@ -137,3 +137,12 @@ def broadcast_module(module: torch.nn.Module) -> None:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` on every process (a picklable object: a flag, an error message)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .checks import check_count
 from .models import (
     CCVAE,
     CSVAE,
@@ -143,6 +144,7 @@ def face_model(
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BUILDERS)}")
     if image_size not in DEFAULT_LATENT_DIM:
         raise ValueError(f"face models take 32, 64 or 128 px images, got {image_size}; resize the images")
-    latent_dim = latent_dim or DEFAULT_LATENT_DIM[image_size]
+    # None means the default; 0 is a mistake, not a request for the default
+    latent_dim = DEFAULT_LATENT_DIM[image_size] if latent_dim is None else check_count(latent_dim, "latent_dim", 1)
     net_args = {"kind": nets, "channels": None if channels is None else tuple(channels)}
     return BUILDERS[name](image_size, latent_dim, num_classes, net_args, dict(kwargs))

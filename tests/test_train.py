@@ -142,10 +142,14 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path):
     x, _ = toy_data()
     torch.manual_seed(0)
     model = ExplodingVAE(MLPEncoder(4, 2, (8,)), MLPDecoder(2, 4, (8,)))
-    with pytest.raises(NonFiniteLossError, match=r"'recon'.*step 3.*step-000000002\.pt"):
+    # step 3's loss comes from the parameters saved after step 2: resuming from step 2 would repeat it,
+    # so that checkpoint is moved aside and step 1, followed by a finite loss, is the last good one
+    with pytest.raises(NonFiniteLossError, match=r"'recon'.*step 3.*step-000000002\.pt holds the parameters that gave "
+                       r"this loss.*moved aside.*last good checkpoint is \S*step-000000001\.pt"):
         fit(model, x, epochs=5, batch_size=32, progress=False, checkpoint_dir=tmp_path, checkpoint_every=1)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000001.pt", "step-000000002.pt"]
-    assert load_checkpoint(list_checkpoints(tmp_path)[-1])["step"] == 2
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000001.pt"]
+    assert (tmp_path / "step-000000002.pt.nonfinite").is_file()
+    assert load_checkpoint(list_checkpoints(tmp_path)[-1])["step"] == 1
 
 
 def test_history_has_one_mean_per_epoch_for_every_term():

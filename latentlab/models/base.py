@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import distributed
-from ..checks import check_labels, check_partial_labels, check_tensor
+from ..checks import check_labels, check_partial_labels, check_same_shape, check_tensor
 from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
 
 Batch = tuple[torch.Tensor, ...]
@@ -59,11 +59,64 @@ class Control:
     default: float = 0.0
 
 
+#: a value :meth:`LatentVariableModel.resume_settings` records: numbers, strings, None, and tuples or lists of them
+def _plain(value: object) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 class LatentVariableModel(nn.Module):
     """Base class: subclasses implement ``encode``, ``decode`` and ``loss_terms``."""
 
     #: number of label values the model understands (None: unlabelled model)
     num_classes: int | None = None
+
+    #: attributes a resume may find changed. The optimizer settings are applied from the resumed
+    #: step on (see :func:`latentlab.train.fit`); ``training`` is nn.Module's train/eval switch.
+    resume_may_change: tuple[str, ...] = (
+        "training", "learning_rate", "prior_learning_rate", "weight_decay", "discriminator_momentum",
+    )
+    #: buffers that hold settings (a fixed likelihood scale, fixed priors), not learned state
+    settings_buffers: tuple[str, ...] = ("decoder_log_std",)
+
+    def resume_settings(self) -> dict[str, object]:
+        """The settings a resume must find unchanged: what the model was built with that changes its objective.
+
+        :func:`latentlab.train.fit` records them when a run starts and refuses to resume into a model
+        built otherwise (a checkpoint's weights mean nothing under another likelihood or beta). The
+        default takes every public attribute holding plain values (numbers, strings, tuples of them:
+        the constructor's settings, e.g. ``likelihood``, ``beta``, ``num_classes``) except
+        ``resume_may_change``, and the ``settings_buffers`` as lists. Override it (or extend
+        ``resume_may_change``) for settings stored otherwise.
+        """
+        settings = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in vars(self).items()
+            if not name.startswith("_") and name not in self.resume_may_change and _plain(value)
+        }
+        for name, buffer in self.named_buffers():
+            if name in self.settings_buffers:
+                settings[name] = buffer.detach().cpu().tolist()
+        return settings
+
+    def input_range(self, x: torch.Tensor) -> tuple[tuple[float, float], str] | None:
+        """The range training data ``x`` must lie in, and why (with the fix); None: any finite value.
+
+        :func:`latentlab.train.fit` checks it before the first step. Default: images (4-D batches)
+        in [0, 1], as every image network and likelihood here assumes, and [0, 1] for a Bernoulli likelihood.
+        """
+        if x.dim() == 4:
+            return (0.0, 1.0), (
+                "images must be floats in [0, 1]; for 0..255 pixels divide by 255 (x = x / 255), "
+                "or pass the uint8 tensor itself (fit divides it by 255)"
+            )
+        if getattr(self, "likelihood", None) == "bernoulli":
+            return (0.0, 1.0), (
+                "a Bernoulli likelihood reads each value as a probability; rescale the data to [0, 1], "
+                "or build the model with likelihood='gaussian' for real-valued data"
+            )
+        return None
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
         raise NotImplementedError
@@ -166,6 +219,7 @@ class LatentVariableModel(nn.Module):
 
     def reconstruction_log_likelihood(self, x: torch.Tensor, decoder_output: torch.Tensor) -> torch.Tensor:
         """log p(x | decoder_output) per example, summed over every data dimension."""
+        check_same_shape(decoder_output, x)
         scale = torch.exp(self.decoder_log_std)
         return log_likelihood(self.likelihood, x, decoder_output, scale, event_dims=x.dim() - 1)
 

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_features, check_labels
+from ..checks import check_features, check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian, gaussian_log_density
 from .base import Batch, Control, LatentVariableModel, split_partial_batch
 
@@ -124,6 +124,9 @@ class CCVAE(LatentVariableModel):
         prior_learning_rate: float | None = None,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
+        if prior_learning_rate is not None:
+            check_learning_rate(prior_learning_rate, "prior_learning_rate")
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         characteristic_dim = num_classes if characteristic_dim is None else characteristic_dim

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_learning_rate
 from .base import Batch, LatentVariableModel, split_batch, split_partial_batch
 
 
@@ -33,6 +34,7 @@ class Classifier(LatentVariableModel):
 
     def __init__(self, net: nn.Module, *, num_classes: int, learning_rate: float = 1e-3, weight_decay: float = 0.0):
         super().__init__()
+        check_learning_rate(learning_rate)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.net, self.num_classes = net, num_classes
@@ -70,6 +72,8 @@ class AttributeClassifier(LatentVariableModel):
     Batches are ``(x, attributes)`` or ``(x, attributes, factors)``.
     """
 
+    settings_buffers = (*LatentVariableModel.settings_buffers, "factor_mean", "factor_std")
+
     def __init__(
         self,
         net: nn.Module,
@@ -82,6 +86,7 @@ class AttributeClassifier(LatentVariableModel):
         weight_decay: float = 0.0,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
         if num_attributes < 1 or num_factors < 0:
             raise ValueError(f"need num_attributes >= 1 and num_factors >= 0, got {num_attributes} and {num_factors}")
         self.net, self.num_attributes, self.num_factors = net, num_attributes, num_factors

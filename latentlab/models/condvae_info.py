@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_labels
+from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, LabelDecoderModel, split_batch
@@ -69,6 +69,7 @@ class CondVAEInfo(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
         self.check_label_networks(num_classes, decoder=decoder)
         if getattr(encoder, "condition_dim", 0) != 0:
             raise ValueError("the CondVAE-info encoder must not see the label: build it with condition_dim=0")

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_binary_labels
+from ..checks import check_binary_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
 from .base import Batch, Control, LatentVariableModel, split_batch
@@ -72,6 +72,8 @@ class CSVAE(LatentVariableModel):
         likelihood, decoder_std: the reconstruction likelihood, as in :class:`~latentlab.VAE`.
         learning_rate: Adam learning rate of both optimizers.
     """
+
+    settings_buffers = (*LatentVariableModel.settings_buffers, "w_prior_mean", "w_prior_log_var")
 
     def __init__(
         self,
@@ -102,6 +104,7 @@ class CSVAE(LatentVariableModel):
             raise ValueError(f"q(w|x,y) reads the labels: build the w encoder with condition_dim={num_labels}")
         if getattr(w_encoder, "latent_dim", num_labels * w_dim) != num_labels * w_dim:
             raise ValueError(f"the w encoder must output num_labels * w_dim = {num_labels * w_dim} dimensions")
+        check_learning_rate(learning_rate)
         if min(beta1, beta2, beta3, beta4, beta5) < 0:
             raise ValueError("beta1..beta5 must be non-negative")
         if len(w_prior_means) != 2 or len(w_prior_stds) != 2 or min(w_prior_stds) <= 0:

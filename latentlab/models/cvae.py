@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLPDecoder, MLPEncoder
 from .base import Batch, LabelDecoderModel, split_batch
@@ -47,6 +48,7 @@ class CVAE(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
         self.check_label_networks(num_classes, encoder=encoder, decoder=decoder)
         if beta < 0:
             raise ValueError(f"beta must be non-negative, got {beta}")

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_labels
+from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLP
 from ..nets_faces import Discriminator, face_networks
@@ -131,8 +131,7 @@ class IFcVAEGAN(LabelDecoderModel):
         if generator_loss not in GENERATOR_LOSSES:
             known = ", ".join(map(repr, GENERATOR_LOSSES))
             raise ValueError(f"generator_loss must be one of {known}, got {generator_loss!r}")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+        check_learning_rate(learning_rate)
         if not 0 <= discriminator_momentum < 1:
             raise ValueError(f"discriminator_momentum must be in [0, 1), got {discriminator_momentum!r}")
         self.encoder, self.decoder, self.label_head = encoder, decoder, label_head

@@ -58,6 +58,7 @@ class IntroVAC(VAC):
     """
 
     extra_logits = 1  # C_fake, the last logit
+    resume_may_change = (*VAC.resume_may_change, "epoch")  # the current epoch: state, not a setting
 
     def __init__(
         self,

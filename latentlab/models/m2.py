@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
 from .base import Batch, LabelDecoderModel, split_partial_batch
 
@@ -57,6 +58,7 @@ class M2(LabelDecoderModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
         self.check_label_networks(num_classes, encoder=encoder, decoder=decoder)
         if min(classifier_weight, beta) < 0:
             raise ValueError("classifier_weight and beta must be non-negative")

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_binary_labels
+from ..checks import check_binary_labels, check_learning_rate, check_same_shape
 from ..distributions import DiagonalGaussian
 from .base import Batch, Control, LatentVariableModel, split_batch
 
@@ -56,6 +56,8 @@ class VAC(LatentVariableModel):
 
     #: extra logits of the classifier beyond the k attributes (IntroVAC adds the 'fake' logit)
     extra_logits = 0
+    #: names and the default edit distance change neither the objective nor the optimizers
+    resume_may_change = (*LatentVariableModel.resume_may_change, "attribute_names", "edit_delta")
 
     def __init__(
         self,
@@ -80,6 +82,7 @@ class VAC(LatentVariableModel):
             raise ValueError(f"the {type(self).__name__} encoder must not see the labels: build it with condition_dim=0")
         if min(ae_weight, class_weight, kl_weight) < 0 or edit_delta <= 0:
             raise ValueError("ae_weight, class_weight and kl_weight must be non-negative and edit_delta positive")
+        check_learning_rate(learning_rate)
         names = list(attribute_names) if attribute_names is not None else [f"attribute {i}" for i in range(num_labels)]
         if len(names) != num_labels:
             raise ValueError(f"attribute_names has {len(names)} names for num_labels={num_labels}")
@@ -95,6 +98,14 @@ class VAC(LatentVariableModel):
     @property
     def latent_dim(self) -> int:
         return self.encoder.latent_dim
+
+    def input_range(self, x: torch.Tensor) -> tuple[tuple[float, float], str] | None:
+        """[0, 1] whatever the data's shape: the decoder's output goes through a sigmoid."""
+        return super().input_range(x) if x.dim() == 4 else (
+            (0.0, 1.0),
+            f"{type(self).__name__}'s decoder ends in a sigmoid, so it can only reconstruct values in [0, 1]; "
+            "rescale the data, e.g. (x - x.min()) / (x.max() - x.min())",
+        )
 
     # ------------------------------------------------------------------ the model
 
@@ -125,6 +136,7 @@ class VAC(LatentVariableModel):
         q_z = self.encoder(x)
         z = q_z.rsample()
         x_r = self.decode({"z": z})
+        check_same_shape(x_r, x)  # l1_loss would broadcast a wrong width and train
         ae = F.l1_loss(x_r, x)  # L_AE, mean over pixels
         targets = torch.cat([y, y.new_zeros(len(y), self.extra_logits)], 1)  # real images: 'fake' = 0
         classification = F.binary_cross_entropy_with_logits(self.classifier(z), targets)  # L_CL
@@ -192,7 +204,7 @@ class VAC(LatentVariableModel):
         return self._decode_moved(self.encoder(x).mean, deltas)
 
     def _decode_moved(self, mu: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-        deltas = torch.as_tensor(deltas, dtype=torch.float32, device=mu.device).expand(len(mu), self.num_labels)
+        deltas = torch.as_tensor(deltas, dtype=mu.dtype, device=mu.device).expand(len(mu), self.num_labels)
         return self.decode({"z": mu + deltas @ self.directions()})
 
     @torch.no_grad()

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..checks import check_tensor
+from ..checks import check_learning_rate, check_tensor
 from ..distributions import DiagonalGaussian
 from .base import Batch, Control, LatentVariableModel
 
@@ -44,6 +44,7 @@ class VAE(LatentVariableModel):
         learning_rate: float = 1e-3,
     ):
         super().__init__()
+        check_learning_rate(learning_rate)
         if beta < 0:
             raise ValueError(f"beta must be non-negative, got {beta}")
         self.encoder, self.decoder = encoder, decoder
