@@ -689,3 +689,18 @@ def test_m2_with_a_conv_encoder_shares_its_convolutions_and_keeps_the_bound_and_
     assert torch.allclose(shared, repeated, rtol=1e-5, atol=1e-4)
     for name, grad in shared_grads.items():
         assert torch.allclose(grad, repeated_grads[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_m2_kingma_classifier_weight_keeps_the_papers_balance():
+    # no repetition: 0.1 N / N_l per labelled example, Kingma et al.'s 50 at 100 of 50 000
+    assert M2.kingma_classifier_weight(100, 49_900) == pytest.approx(50.0)
+    assert M2.kingma_classifier_weight(1000, 59_000) == pytest.approx(6.0)
+    # with labelled copies making up a share s of every epoch, the classification term's total
+    # against the unlabelled bound's must stay 0.1 N / N_u: alpha s E / ((1 - s) E)
+    for n_l, n_u, s in ((100, 59_900, 0.2), (3000, 57_000, 0.5)):
+        alpha = M2.kingma_classifier_weight(n_l, n_u, labelled_share=s)
+        assert alpha * s / (1 - s) == pytest.approx(0.1 * (n_l + n_u) / n_u)
+    # a share below the labels' own is no repetition at all
+    assert M2.kingma_classifier_weight(100, 49_900, labelled_share=0.001) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="num_labelled > 0"):
+        M2.kingma_classifier_weight(0, 100)

@@ -67,6 +67,24 @@ class M2(LabelDecoderModel):
         self.learning_rate = learning_rate
         self.set_likelihood(likelihood, decoder_std)
 
+    @staticmethod
+    def kingma_classifier_weight(num_labelled: int, num_unlabelled: int, labelled_share: float | None = None) -> float:
+        """alpha per labelled example that weighs log q(y|x) against the unlabelled bound as Kingma et al. do.
+
+        Their alpha = 0.1 N multiplies the *mean* over labelled data, so per labelled example it is
+        0.1 N / N_l (50 for 100 labels among 50 000). When batches repeat the labelled examples until
+        they are ``labelled_share`` s of the examples (:func:`~latentlab.data.semi_supervised`), each is
+        seen more often, and the same balance between the classification term and the unlabelled
+        bound needs alpha = 0.1 (N / N_u) (1 - s) / s per occurrence.
+        """
+        if num_labelled <= 0 or num_unlabelled < 0:
+            raise ValueError(f"need num_labelled > 0 and num_unlabelled >= 0, got {num_labelled} and {num_unlabelled}")
+        total = num_labelled + num_unlabelled
+        share = num_labelled / total if labelled_share is None else max(labelled_share, num_labelled / total)
+        if num_unlabelled == 0 or share >= 1:
+            return 0.1 * total / num_labelled  # every example labelled: Kingma's weight on the mean
+        return 0.1 * (total / num_unlabelled) * (1 - share) / share
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
         """q(z|x,y); without ``y`` the classifier's most probable label stands in for it."""
         if y is None:
