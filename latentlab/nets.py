@@ -141,6 +141,17 @@ class ConvEncoder(nn.Module):
         h = _with_condition(self.features(x), condition, self.condition_dim)
         return self.head(self.fc(h))
 
+    def for_every_condition(self, x: torch.Tensor, conditions: torch.Tensor) -> DiagonalGaussian:
+        """q(z | x, c) for every row c of ``conditions`` (k, condition_dim) and every image: k * n rows,
+        condition-major (all images with c_0, then with c_1, ...), equal to ``self(x.repeat(k), c's)``.
+
+        The convolutions do not read the condition, so they run once instead of k times: most of
+        the cost of M2's exact sum over labels."""
+        x = check_images(x, self.image_shape)
+        k, n = len(conditions), len(x)
+        h = self.features(x).repeat(k, 1)
+        return self.head(self.fc(_with_condition(h, conditions.repeat_interleave(n, dim=0), self.condition_dim)))
+
 
 class ConvDecoder(nn.Module):
     """p(x | z [, condition]) for small images: an MLP and two stride-2 transposed convs."""

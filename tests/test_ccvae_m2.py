@@ -649,3 +649,58 @@ def test_ccvae_warns_once_when_log_px_is_positive_and_faces_use_laplace_scale_on
     assert float(faces.decoder_log_std.exp()) == 1.0 and faces.likelihood == "laplace"
     images, decoded = torch.rand(5, 3, 32, 32), torch.rand(5, 3, 32, 32)
     assert bool((faces.reconstruction_log_likelihood(images, decoded) < 0).all())  # -|x - mu| - log 2 per value
+
+
+def test_conv_encoder_for_every_condition_equals_encoding_the_repeated_batch():
+    torch.manual_seed(0)
+    encoder = ConvEncoder(28, 1, 4, condition_dim=3, widths=(4, 8), hidden_dim=16)
+    x, conditions = torch.rand(5, 1, 28, 28), torch.eye(3)
+    shared = encoder.for_every_condition(x, conditions)
+    repeated = encoder(x.repeat(3, 1, 1, 1), conditions.repeat_interleave(5, dim=0))
+    assert shared.mean.shape == (15, 4)
+    assert torch.allclose(shared.mean, repeated.mean, atol=1e-6)
+    assert torch.allclose(shared.log_var, repeated.log_var, atol=1e-6)
+
+
+def test_m2_with_a_conv_encoder_shares_its_convolutions_and_keeps_the_bound_and_gradients():
+    """The shared-feature path of the sum over labels gives U(x) and every gradient of the repeated path."""
+    torch.manual_seed(0)
+    model = M2(
+        ConvEncoder(28, 1, 4, condition_dim=10, widths=(4, 8), hidden_dim=16),
+        ConvDecoder(28, 1, 4, condition_dim=10, widths=(8, 4), hidden_dim=16),
+        ConvClassifier(28, 1, 10, widths=(4, 8), hidden_dim=16),
+        num_classes=10,
+    )
+    x = torch.rand(6, 1, 28, 28)
+    results = []
+    for share in (True, False):
+        if not share:
+            model.encoder.for_every_condition = None  # an encoder without the method: the repeated batch
+        calls = []
+        hook = model.encoder.features.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        model.zero_grad()
+        torch.manual_seed(1)  # the same noise for z in both paths
+        bound = model.unlabelled_bound(x)["bound"]
+        bound.sum().backward()
+        hook.remove()
+        results.append((bound.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, calls))
+    (shared, shared_grads, shared_calls), (repeated, repeated_grads, repeated_calls) = results
+    assert shared_calls == [6] and repeated_calls == [60]  # the convolutions ran on 6 images, not 60
+    assert torch.allclose(shared, repeated, rtol=1e-5, atol=1e-4)
+    for name, grad in shared_grads.items():
+        assert torch.allclose(grad, repeated_grads[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_m2_kingma_classifier_weight_keeps_the_papers_balance():
+    # no repetition: 0.1 N / N_l per labelled example, Kingma et al.'s 50 at 100 of 50 000
+    assert M2.kingma_classifier_weight(100, 49_900) == pytest.approx(50.0)
+    assert M2.kingma_classifier_weight(1000, 59_000) == pytest.approx(6.0)
+    # with labelled copies making up a share s of every epoch, the classification term's total
+    # against the unlabelled bound's must stay 0.1 N / N_u: alpha s E / ((1 - s) E)
+    for n_l, n_u, s in ((100, 59_900, 0.2), (3000, 57_000, 0.5)):
+        alpha = M2.kingma_classifier_weight(n_l, n_u, labelled_share=s)
+        assert alpha * s / (1 - s) == pytest.approx(0.1 * (n_l + n_u) / n_u)
+    # a share below the labels' own is no repetition at all
+    assert M2.kingma_classifier_weight(100, 49_900, labelled_share=0.001) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="num_labelled > 0"):
+        M2.kingma_classifier_weight(0, 100)

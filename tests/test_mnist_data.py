@@ -114,20 +114,52 @@ def test_missing_mnist_says_which_files_go_where_and_how_to_get_them(tmp_path):
     assert isinstance(info.value, FileNotFoundError)
     assert str(tmp_path / "MNIST" / "raw") in message
     assert all(name in message and f"{name}.gz" in message for name in MNIST_FILES)
-    assert MNIST_MIRROR in message and "gunzip" in message and "download=False" in message
-    assert "load_handwritten_digits()" in message
+    assert MNIST_MIRROR in message and "uncompressed or as its official .gz" in message
+    assert "download=False" in message and "load_handwritten_digits()" in message
 
 
-def test_one_missing_file_is_named_and_gz_files_get_a_hint(fake_mnist):
+def test_one_missing_file_is_named(fake_mnist):
     root, _ = fake_mnist
-    raw = root / "MNIST" / "raw"
-    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte missing") as info:
         load_mnist(root, download=False)
-    assert "already there" not in str(info.value)
-    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"labels"))
-    with pytest.raises(DatasetNotFoundError, match=r"The \.gz files are already there: run `gunzip"):
+    assert "train-images" not in str(info.value).splitlines()[0]
+
+
+def test_the_official_gz_files_are_read_as_they_are(fake_mnist):
+    """A copy of only the four .gz files (as MNIST ships) loads, equal to the uncompressed one."""
+    root, _ = fake_mnist
+    raw = root / "MNIST" / "raw"
+    plain = load_mnist(root, download=False)
+    for name in MNIST_FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+        (raw / name).unlink()
+    packed = load_mnist(root, download=False)
+    for a, b in zip((plain.x_train, plain.y_train, plain.x_test, plain.y_test),
+                    (packed.x_train, packed.y_train, packed.x_test, packed.y_test)):
+        assert torch.equal(a, b)
+    (raw / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"an idx file cut short")[:10])
+    with pytest.raises(ValueError, match="could not read t10k-images-idx3-ubyte.gz in .*not a readable gzip file"):
         load_mnist(root, download=False)
+
+
+def test_only_the_test_split_needs_only_its_two_files(fake_mnist):
+    root, arrays = fake_mnist
+    raw = root / "MNIST" / "raw"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).unlink()
+    with pytest.raises(DatasetNotFoundError, match="train-images-idx3-ubyte, train-labels-idx1-ubyte missing"):
+        load_mnist(root, download=False)
+    data = load_mnist(root, download=False, splits=("test",), test_size=10)
+    assert data.x_train.shape == (0, 1, 28, 28) and len(data.y_train) == 0 and len(data.x_test) == 10
+    assert data.y_test.bincount(minlength=10).tolist() == [1] * 10
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(DatasetNotFoundError, match="t10k-images-idx3-ubyte missing") as info:
+        load_mnist(root, download=False, splits=("test",))
+    assert "train-" not in str(info.value).splitlines()[0]  # only what the split needs is asked for
+    for bad in ("test", (), ("valid",)):
+        with pytest.raises(ValueError, match="splits must be a tuple of"):
+            load_mnist(root, download=False, splits=bad)
 
 
 def test_a_failed_download_is_quiet_and_explained(tmp_path, monkeypatch, capsys):
@@ -172,7 +204,7 @@ def test_a_truncated_images_file_is_named_with_the_fix(fake_mnist):
     path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(
-        ValueError, match="could not read train-images-idx3-ubyte in .*delete it and fetch it again"
+        ValueError, match="could not read train-images-idx3-ubyte in .*promises 39200 bytes .* it holds 39100.*delete it and fetch it again"
     ) as info:
         load_mnist(root, download=False)
     assert "train-labels-idx1-ubyte" not in str(info.value)  # the good labels file is not blamed

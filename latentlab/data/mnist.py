@@ -1,8 +1,9 @@
 """Handwritten digits as 28x28 images, and the labelled/unlabelled split of semi-supervised training.
 
-* :func:`load_mnist`: MNIST from ``<root>/MNIST/raw/`` (torchvision's layout), downloaded by
-  torchvision when the network allows. It never falls back to other data on its own: when the
-  files are missing it raises :class:`DatasetNotFoundError`, which says what to put where.
+* :func:`load_mnist`: MNIST from ``<root>/MNIST/raw/`` (torchvision's layout; each file
+  uncompressed or as its official ``.gz``), downloaded by torchvision when asked and the network
+  allows. It never falls back to other data on its own: when the files are missing it raises
+  :class:`DatasetNotFoundError`, which says what to put where.
 * :func:`load_digits`: the 1797 real 8x8 digits that ship inside scikit-learn, resized to 28x28 so
   the same models run on them. Always available, no download: the offline stand-in for MNIST.
 * :func:`load_handwritten_digits`: the one chapters call. ``source="auto"`` takes MNIST when it is
@@ -17,7 +18,10 @@ Images are float32 in [0, 1] with a channel dimension, ``(N, 1, 28, 28)``; label
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +32,15 @@ import torch.nn.functional as F
 from .. import config
 from ..checks import UNLABELLED, check_tensor
 
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+#: each split's (images, labels) files, as MNIST ships them (each may also be there as ``<name>.gz``)
+MNIST_SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_FILES = MNIST_SPLITS["train"] + MNIST_SPLITS["test"]
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's first mirror
 DIGITS_SOURCE = "sklearn.datasets.load_digits (embedded, no download)"
 SOURCES = ("auto", "mnist", "digits")
-# what torchvision's idx reader raises on a truncated or garbled file (asserts, a failed view, an unknown type code)
-_CORRUPT_FILE_ERRORS = (AssertionError, RuntimeError, ValueError, TypeError, KeyError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -94,32 +96,39 @@ def load_mnist(
     train_size: int | None = None,
     test_size: int | None = None,
     seed: int = 0,
+    splits: tuple[str, ...] = ("train", "test"),
 ) -> DigitImages:
     """MNIST's 60000 train and 10000 test images from ``<root>/MNIST/raw/`` (default root: ``config.data_root()``).
 
-    With ``download=True`` torchvision fetches the files when they are missing; its progress output is
-    swallowed, and a failed download becomes a :class:`DatasetNotFoundError` that says how to get the
-    files by hand. ``train_size`` / ``test_size`` take a seeded subset that keeps the class proportions,
-    for runs on a CPU.
+    Each file is read uncompressed or, when only that is there, as the official ``.gz``.
+    ``splits`` names the splits to read (``("test",)`` needs only the two ``t10k`` files; a split
+    not read is empty). With ``download=True`` torchvision fetches missing files; its progress
+    output is swallowed, and a failed download becomes a :class:`DatasetNotFoundError` that says
+    how to get the files by hand. ``train_size`` / ``test_size`` take a seeded subset that keeps
+    the class proportions, for runs on a CPU.
     """
     root = Path(config.data_root() if root is None else root).expanduser()
     raw = root / "MNIST" / "raw"
     for name, size in (("train_size", train_size), ("test_size", test_size)):
         _check_size(size, name)
+    if isinstance(splits, str) or not splits or any(split not in MNIST_SPLITS for split in splits):
+        raise ValueError(f"splits must be a tuple of {tuple(MNIST_SPLITS)}, e.g. ('test',); got {splits!r}")
+    needed = [name for split in splits for name in MNIST_SPLITS[split]]
 
-    missing = _missing_files(raw)
+    missing = _missing_files(raw, needed)
     if missing and download:
         download_error = _try_download(root)
-        missing = _missing_files(raw)
+        missing = _missing_files(raw, needed)
         if missing:
             raise DatasetNotFoundError(_not_found_message(raw, missing, f"the download failed ({download_error})"))
     elif missing:
         raise DatasetNotFoundError(_not_found_message(raw, missing, "download=False, so no download was tried"))
 
-    x_train, y_train = _read_split(root, train=True)
-    x_test, y_test = _read_split(root, train=False)
-    train = _subset(y_train, train_size, seed, "train_size")
-    test = _subset(y_test, test_size, seed + 1, "test_size")  # another seed: the splits are drawn independently
+    empty = (torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    x_train, y_train = _read_split(raw, "train") if "train" in splits else empty
+    x_test, y_test = _read_split(raw, "test") if "test" in splits else empty
+    train = _subset(y_train, train_size, seed, "train_size") if "train" in splits else torch.arange(0)
+    test = _subset(y_test, test_size, seed + 1, "test_size") if "test" in splits else torch.arange(0)  # another seed: independent draws
     return DigitImages(
         name="MNIST",
         source=str(raw),
@@ -130,8 +139,16 @@ def load_mnist(
     )
 
 
-def _missing_files(raw: Path) -> list[str]:
-    return [name for name in MNIST_FILES if not (raw / name).is_file()]
+def _file(raw: Path, name: str) -> Path | None:
+    """The file as it is there: uncompressed first, else its ``.gz``; None when neither is."""
+    for path in (raw / name, raw / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _missing_files(raw: Path, names=MNIST_FILES) -> list[str]:
+    return [name for name in names if _file(raw, name) is None]
 
 
 def _try_download(root: Path) -> str:
@@ -152,61 +169,65 @@ def _not_found_message(raw: Path, missing: list[str], why: str) -> str:
     absent = "none of its files is there" if len(missing) == len(MNIST_FILES) else f"{', '.join(missing)} missing"
     lines = [
         f"MNIST is not in {raw}: {absent}; {why}.",
-        f"Expected these four files there, uncompressed (torchvision's layout): {', '.join(MNIST_FILES)}.",
+        f"Expected these files there, each uncompressed or as its official .gz (torchvision's layout): "
+        f"{', '.join(MNIST_FILES)}.",
         (
-            f"To get them: download {', '.join(name + '.gz' for name in MNIST_FILES)} from {MNIST_MIRROR}, "
-            f"put them in {raw} and gunzip them (load_mnist(download=True) does this where the network allows)."
+            f"To get them: download {', '.join(name + '.gz' for name in MNIST_FILES)} from {MNIST_MIRROR} "
+            f"into {raw} (load_mnist(download=True) does this where the network allows)."
         ),
-    ]
-    if any((raw / (name + ".gz")).is_file() for name in missing):
-        lines.append(f"The .gz files are already there: run `gunzip {raw}/*.gz`.")
-    lines.append(
         f"Set {config.DATA_ENV} to use another data folder, or call load_handwritten_digits(), which falls back "
-        "to the scikit-learn digits (embedded, no download)."
-    )
+        "to the scikit-learn digits (embedded, no download).",
+    ]
     return "\n".join(lines)
 
 
-def _read_split(root: Path, *, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split as torchvision reads it (uint8 images, long labels), with a readable error for a bad file."""
-    from torchvision.datasets import MNIST
-
-    prefix = "train" if train else "t10k"
-    raw = root / "MNIST" / "raw"
-    images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file of unsigned bytes (MNIST's format: a 4-byte magic, one big-endian size per dimension, data),
+    plain or gzipped. Raises ValueError naming what is wrong with a truncated or foreign file."""
     try:
-        dataset = MNIST(str(root), train=train, download=False)
-        x, y = dataset.data, dataset.targets
-    except _CORRUPT_FILE_ERRORS as err:
-        bad = [name for name in (images, labels) if not _readable(raw / name)] or [images, labels]
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a cut .gz ends in EOFError
+        raise ValueError(f"it is not a readable gzip file ({type(err).__name__}: {err})") from err
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise ValueError(f"it does not start like an idx file of bytes (first bytes {data[:4].hex() or 'none'})")
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError("its header is cut short")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = data[4 + 4 * ndim :]
+    if len(body) != math.prod(shape):
+        raise ValueError(f"its header promises {math.prod(shape)} bytes of data for shape {shape}, it holds {len(body)}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _read_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split's uint8 images and long labels, with an error naming the bad file and the fix."""
+    arrays = {}
+    for kind, name in zip(("images", "labels"), MNIST_SPLITS[split]):
+        path = _file(raw, name)
+        try:
+            arrays[kind] = read_idx(path)
+        except ValueError as err:
+            raise ValueError(
+                f"could not read {path.name} in {raw}: {err}; the file is truncated or corrupt: "
+                f"delete it and fetch it again from {MNIST_MIRROR}"
+            ) from err
+    images, labels = arrays["images"], arrays["labels"]
+    image_path, label_path = (_file(raw, name) for name in MNIST_SPLITS[split])
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(
-            f"could not read {' and '.join(bad)} in {raw} ({type(err).__name__}: {str(err).strip() or 'bad header'}); "
-            f"the file is truncated or corrupt: delete it and fetch it again from {MNIST_MIRROR} (then gunzip it)"
-        ) from err
-    if x.dim() != 3 or tuple(x.shape[1:]) != (28, 28):
-        raise ValueError(
-            f"{raw / images} holds images of shape {tuple(x.shape[1:])}, not 28x28; "
-            f"it is not an MNIST file: delete it and fetch it again from {MNIST_MIRROR}"
+            f"{image_path} holds data of shape {images.shape[1:] if images.ndim == 3 else images.shape}, not 28x28 "
+            f"images; it is not an MNIST images file: delete it and fetch it again from {MNIST_MIRROR}"
         )
-    if len(x) != len(y):
+    if labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
-            f"{images} has {len(x)} images but {labels} has {len(y)} labels (in {raw}); "
+            f"{image_path.name} has {len(images)} images but {label_path.name} has {len(labels)} labels (in {raw}); "
             f"one of them is from another download or truncated: delete both and fetch them again from {MNIST_MIRROR}"
         )
-    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):
-        raise ValueError(f"{raw / labels} holds labels outside 0..9; delete it and fetch it again from {MNIST_MIRROR}")
-    return x, y.long()
-
-
-def _readable(path: Path) -> bool:
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    read = read_image_file if "images" in path.name else read_label_file
-    try:
-        read(str(path))
-    except _CORRUPT_FILE_ERRORS:
-        return False
-    return True
+    if len(labels) and int(labels.max()) > 9:
+        raise ValueError(f"{label_path} holds labels outside 0..9; delete it and fetch it again from {MNIST_MIRROR}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def _to_float_images(x: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,10 @@ networks q(z | x, y) and q(y | x). The label is a latent variable when it is mis
     unlabelled (eq. 7):  log p(x)    >= U(x)    = sum_y q(y|x) L(x, y) + H(q(y|x))
     objective (eq. 9):   J = sum_labelled L(x, y) + sum_unlabelled U(x) + alpha * sum_labelled log q(y|x)
 
-The sum over y is done exactly, by running encoder and decoder once per class (the cost of M2:
-``num_classes`` times a VAE's per unlabelled image). Without the alpha term, q(y|x) would learn
+The sum over y is done exactly, all classes in one batched pass: the decoder runs once per class
+(the cost of M2: ``num_classes`` times a VAE's decoder per unlabelled image); an encoder with a
+``for_every_condition(x, conditions)`` method (:class:`~latentlab.nets.ConvEncoder`) computes its
+label-free convolutions once, any other runs on the repeated batch. Without the alpha term, q(y|x) would learn
 only from unlabelled data; alpha is ``classifier_weight``, per labelled example. Kingma et al. set
 alpha = 0.1 N for the mean over labelled data, i.e. 0.1 N / N_labelled per labelled example (50 for
 100 labels among 50 000); Pyro's tutorial uses 46. ``beta`` weighs the KL (1 gives the bound).
@@ -67,16 +69,34 @@ class M2(LabelDecoderModel):
         self.learning_rate = learning_rate
         self.set_likelihood(likelihood, decoder_std)
 
+    @staticmethod
+    def kingma_classifier_weight(num_labelled: int, num_unlabelled: int, labelled_share: float | None = None) -> float:
+        """alpha per labelled example that weighs log q(y|x) against the unlabelled bound as Kingma et al. do.
+
+        Their alpha = 0.1 N multiplies the *mean* over labelled data, so per labelled example it is
+        0.1 N / N_l (50 for 100 labels among 50 000). When batches repeat the labelled examples until
+        they are ``labelled_share`` s of the examples (:func:`~latentlab.data.semi_supervised`), each is
+        seen more often, and the same balance between the classification term and the unlabelled
+        bound needs alpha = 0.1 (N / N_u) (1 - s) / s per occurrence.
+        """
+        if num_labelled <= 0 or num_unlabelled < 0:
+            raise ValueError(f"need num_labelled > 0 and num_unlabelled >= 0, got {num_labelled} and {num_unlabelled}")
+        total = num_labelled + num_unlabelled
+        share = num_labelled / total if labelled_share is None else max(labelled_share, num_labelled / total)
+        if num_unlabelled == 0 or share >= 1:
+            return 0.1 * total / num_labelled  # every example labelled: Kingma's weight on the mean
+        return 0.1 * (total / num_unlabelled) * (1 - share) / share
+
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, DiagonalGaussian]:
         """q(z|x,y); without ``y`` the classifier's most probable label stands in for it."""
         if y is None:
             y = self.class_log_probs(x).argmax(-1)
         return {"z": self.encoder(x, self.one_hot(y, len(x)))}
 
-    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L(x, y) of eq. 6 per example, with its reconstruction and KL parts."""
+    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor, q_z: DiagonalGaussian | None = None) -> dict[str, torch.Tensor]:
+        """L(x, y) of eq. 6 per example, with its reconstruction and KL parts (``q_z``: q(z|x,y) if already computed)."""
         condition = self.one_hot(y, len(x))
-        q_z = self.encoder(x, condition)
+        q_z = self.encoder(x, condition) if q_z is None else q_z
         log_px = self.reconstruction_log_likelihood(x, self.decoder(q_z.rsample(), condition))
         kl = q_z.kl_standard_normal()
         return {"bound": log_px - self.beta * kl - math.log(self.num_classes), "log_px": log_px, "kl": kl}
@@ -85,7 +105,10 @@ class M2(LabelDecoderModel):
         """U(x) of eq. 7 per example: L(x, y) for every class, weighted by q(y|x), plus the entropy of q(y|x)."""
         n, k = len(x), self.num_classes
         every_label = torch.arange(k, device=x.device).repeat_interleave(n)  # x_0..x_n-1 with y=0, then y=1, ...
-        parts = self.labelled_bound(x.repeat(k, *([1] * (x.dim() - 1))), every_label)
+        every_x = x.repeat(k, *([1] * (x.dim() - 1)))
+        encode_all = getattr(self.encoder, "for_every_condition", None)  # shares the label-free part of the encoder
+        q_z = encode_all(x, torch.eye(k, device=x.device, dtype=x.dtype)) if encode_all is not None else None
+        parts = self.labelled_bound(every_x, every_label, q_z)
         log_q_y = self.class_log_probs(x)  # (n, k)
         q_y = log_q_y.exp()
         per_class = {name: value.view(k, n).T for name, value in parts.items()}  # (n, k)
