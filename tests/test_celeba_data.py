@@ -1,7 +1,9 @@
-"""CelebA read from a tiny copy written in the real on-disk format: torchvision's parsing and official
-split, IntroVAC's preprocessing (checked with a marker at a known place), derived attributes, subsets,
-balance, the preprocessed cache, and what the user sees when files are missing or malformed."""
+"""CelebA read from tiny copies written in the real on-disk formats (the official text files, Kaggle's
+.csv files): torchvision's parsing and official split, IntroVAC's preprocessing (checked with a marker
+at a known place), derived attributes, subsets, balance, the preprocessed cache, partial copies, and
+what the user sees when files are missing or malformed."""
 
+import hashlib
 import pickle
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from latentlab.data import celeba
 from latentlab.data.celeba import (
     ANNOTATION_FILES,
     ATTRIBUTE_NAMES,
@@ -95,11 +98,43 @@ def _write_celeba(folder) -> None:
     (folder / "list_landmarks_align_celeba.txt").write_text("\n".join(lines) + "\n")
 
 
+def _write_kaggle(folder) -> None:
+    """The same images and labels as Kaggle's copy has them: .csv files, images one folder deeper, no identities."""
+    images = folder / "img_align_celeba" / "img_align_celeba"
+    images.mkdir(parents=True)
+    for i in ROWS:
+        _write_image(images / _name(i), i)
+    attributes = _attribute_rows()
+    lines = ["image_id," + ",".join(CELEBA_ATTRIBUTES)]
+    lines += [_name(i) + "".join(f",{v}" for v in attributes[i]) for i in ROWS]
+    (folder / "list_attr_celeba.csv").write_text("\n".join(lines) + "\n")
+    lines = ["image_id,partition"] + [f"{_name(i)},{row[0]}" for i, row in ROWS.items()]
+    (folder / "list_eval_partition.csv").write_text("\n".join(lines) + "\n")
+    # Kaggle's box and landmark files, which face editing does not read
+    lines = ["image_id,x_1,y_1,width,height"] + [f"{_name(i)},95,71,226,313" for i in ROWS]
+    (folder / "list_bbox_celeba.csv").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture
 def celeba_root(tmp_path):
     root = tmp_path / "data"
     _write_celeba(root / "celeba")
     return root
+
+
+@pytest.fixture
+def kaggle_root(tmp_path):
+    root = tmp_path / "kaggle"
+    _write_kaggle(root / "celeba")
+    return root
+
+
+def _drop_lines(path, *names) -> None:
+    """Remove the rows of these images from an annotation file (a trimmed or partial copy)."""
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith(tuple(names))]
+    assert len(kept) == len(lines) - len(names)
+    path.write_text("\n".join(kept) + "\n")
 
 
 def _hand(i: int, name: str) -> int:
@@ -323,12 +358,157 @@ def test_stale_cache_is_rebuilt(celeba_root, tmp_path, capsys):
     assert "rebuilding" not in capsys.readouterr().out and (cache / "celeba_train_32px.npy").is_file()
 
 
-def test_cache_build_with_a_missing_image_fails_cleanly(celeba_root, tmp_path):
+def test_cache_build_with_an_unreadable_image_fails_cleanly(celeba_root, tmp_path):
     cache = tmp_path / "cache"
-    (celeba_root / "celeba" / "img_align_celeba" / "000004.jpg").unlink()
-    with pytest.raises(DatasetNotFoundError, match="000004.jpg is missing"):
+    (celeba_root / "celeba" / "img_align_celeba" / "000004.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="000004.jpg is not a readable image"):
         CelebAFaces(celeba_root, "train", cache_dir=cache)
     assert list(cache.iterdir()) == []  # no half-written cache, no temporary file left behind
+
+
+def test_cache_of_a_partial_copy_is_rebuilt_when_images_arrive(celeba_root, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    jpeg = celeba_root / "celeba" / "img_align_celeba" / "000005.jpg"
+    kept = jpeg.read_bytes()
+    jpeg.unlink()
+    partial = CelebAFaces(celeba_root, "train", cache_dir=cache)
+    assert "000005.jpg" not in partial.filename and np.load(partial.cache_path).shape[0] == 7
+    jpeg.write_bytes(kept)  # the rest of the download arrives
+    capsys.readouterr()
+    full = CelebAFaces(celeba_root, "train", cache_dir=cache)
+    assert "is stale (it holds 7 images, the split has 8)" in capsys.readouterr().out
+    assert full.filename == TRAIN and np.load(full.cache_path).shape[0] == 8
+    assert abs(float(full[4][0][:, 2, -3].mean()) * 255 - _background(5)) < 3
+
+
+# --------------------------------------------------------------------------- layouts and partial copies
+
+
+def test_only_the_files_face_editing_reads_are_needed(celeba_root):
+    folder = celeba_root / "celeba"
+    expected = CelebAFaces(celeba_root, "all")
+    for name in ("list_bbox_celeba.txt", "list_landmarks_align_celeba.txt", "identity_CelebA.txt"):
+        (folder / name).unlink()
+    data = CelebAFaces(celeba_root, "all")
+    assert data.filename == expected.filename and torch.equal(data.attributes, expected.attributes)
+    assert data.identity is None and expected.identity.tolist() == [2880 + i for i in ROWS]
+    assert data.coverage == "" and "partial" not in data.describe()
+
+
+def test_kaggle_layout_gives_the_text_layouts_dataset(celeba_root, kaggle_root, capsys):
+    for split in ("train", "valid", "test", "all"):
+        text, kaggle = CelebAFaces(celeba_root, split), CelebAFaces(kaggle_root, split)
+        assert kaggle.filename == text.filename and len(kaggle) > 0
+        assert torch.equal(kaggle.attr, text.attr) and torch.equal(kaggle.attributes, text.attributes)
+        for index in range(len(text)):
+            assert torch.equal(kaggle[index][0], text[index][0])
+    kaggle = CelebAFaces(kaggle_root, "train", subset="Eye", negatives_per_positive=1)
+    assert kaggle.image_dir == kaggle_root / "celeba" / "img_align_celeba" / "img_align_celeba"
+    assert kaggle.annotation_files["list_attr_celeba.txt"].name == "list_attr_celeba.csv"
+    assert kaggle.identity is None  # Kaggle has no identity file
+    assert kaggle.labels.tolist() == [_hand(int(n[:6]), "Eyeglasses") for n in kaggle.filename]
+    assert "annotations from Kaggle's .csv files" in kaggle.describe()
+    assert capsys.readouterr().out == ""  # a complete copy loads without a word
+
+
+def test_text_file_is_read_before_a_csv(celeba_root):
+    (celeba_root / "celeba" / "list_attr_celeba.csv").write_text("not,Kaggle's\n")
+    data = CelebAFaces(celeba_root, "test")
+    assert data.annotation_files["list_attr_celeba.txt"].suffix == ".txt" and len(data) == 2
+
+
+def test_mixed_layout_reads_each_file_where_it_is(celeba_root, kaggle_root):
+    folder = celeba_root / "celeba"
+    (folder / "list_eval_partition.txt").unlink()
+    (folder / "list_eval_partition.csv").write_bytes((kaggle_root / "celeba" / "list_eval_partition.csv").read_bytes())
+    data = CelebAFaces(celeba_root, "train")
+    assert data.filename == TRAIN
+    assert "list_attr_celeba.txt, list_eval_partition.csv" in data.describe()
+
+
+@pytest.mark.parametrize("layout", ["text", "kaggle"])
+def test_partial_copy_rows_without_images(celeba_root, kaggle_root, layout, capsys):
+    root = celeba_root if layout == "text" else kaggle_root
+    data = CelebAFaces(root, "all")
+    for name in ("000003.jpg", "000010.jpg"):  # one train image, one valid image: never downloaded
+        (data.image_dir / name).unlink()
+    capsys.readouterr()
+    train = CelebAFaces(root, "train")
+    assert train.filename == [n for n in TRAIN if n != "000003.jpg"] and train.split_size == 7
+    said = "partial copy: 7 of the 8 labelled images of the split have a JPEG in"
+    assert said in capsys.readouterr().out and said in train.describe() and "(1 left out)" in train.coverage
+    for index, name in enumerate(train.filename):  # the rows stay paired with their images
+        x, label = train[index]
+        assert abs(float(x[:, 2, -3].mean()) * 255 - _background(int(name[:6]))) < 3
+        assert torch.equal(label[:40], torch.tensor([(v + 1) // 2 for v in _attribute_rows()[int(name[:6])]]))
+    assert CelebAFaces(root, "valid").filename == ["000009.jpg"]
+    assert CelebAFaces(root, "test").coverage == ""  # the test split is complete
+
+
+@pytest.mark.parametrize("layout", ["text", "kaggle"])
+def test_partial_copy_images_without_rows(celeba_root, kaggle_root, layout, capsys):
+    root = celeba_root if layout == "text" else kaggle_root
+    folder = root / "celeba"
+    image_dir = CelebAFaces(root, "all").image_dir
+    _write_image(image_dir / "000013.jpg", 13)  # an image with no row anywhere
+    suffix = ".txt" if layout == "text" else ".csv"
+    attributes = folder / f"list_attr_celeba{suffix}"
+    _drop_lines(attributes, "000012.jpg")  # a row the partition file has but the attribute file lacks
+    if layout == "text":  # the official file declares its row count
+        attributes.write_text(attributes.read_text().replace("12\n", "11\n", 1))
+    capsys.readouterr()
+    test = CelebAFaces(root, "test")
+    out = capsys.readouterr().out
+    assert test.filename == ["000011.jpg"]  # 000012.jpg has no labels, 000013.jpg no labels nor split
+    assert f"2 images in {image_dir.relative_to(folder).as_posix()}/ lack a row" in out
+    assert f"1 images of list_eval_partition{suffix} have no row in list_attr_celeba{suffix} (no labels)" in out
+    assert "000013.jpg" not in CelebAFaces(root, "all").filename
+
+
+def test_trimmed_annotations_of_a_sample(celeba_root, capsys):
+    """A sample copy: every file lists only its images (the partition file keeps rows it has no attributes for)."""
+    folder = celeba_root / "celeba"
+    _drop_lines(folder / "list_attr_celeba.txt", "000002.jpg", "000011.jpg")
+    attributes = folder / "list_attr_celeba.txt"
+    attributes.write_text(attributes.read_text().replace("12\n", "10\n", 1))
+    for name in ("000002.jpg", "000011.jpg"):
+        (folder / "img_align_celeba" / name).unlink()
+    data = CelebAFaces(celeba_root, "all")
+    assert data.filename == [_name(i) for i in ROWS if i not in (2, 11)]
+    assert "2 images of list_eval_partition.txt have no row in list_attr_celeba.txt" in data.describe()
+    expected = torch.tensor([[(v + 1) // 2 for v in _attribute_rows()[int(n[:6])]] for n in data.filename])
+    assert torch.equal(data.attr, expected)
+
+
+def test_rows_are_paired_by_image_name(celeba_root):
+    """torchvision pairs the files' rows by position; a copy whose files differ in order must still pair by name."""
+    path = celeba_root / "celeba" / "list_attr_celeba.txt"
+    count, header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([count, header, *reversed(rows)]) + "\n")
+    data = CelebAFaces(celeba_root, "all")
+    assert data.filename == [_name(i) for i in ROWS]  # list_eval_partition's order
+    expected = torch.tensor([[(v + 1) // 2 for v in _attribute_rows()[i]] for i in ROWS])
+    assert torch.equal(data.attr, expected)
+
+
+def test_empty_split_is_an_error_not_an_empty_dataset(celeba_root):
+    for name in ("000011.jpg", "000012.jpg"):
+        (celeba_root / "celeba" / "img_align_celeba" / name).unlink()
+    with pytest.raises(DatasetNotFoundError) as excinfo:
+        CelebAFaces(celeba_root, "test")
+    _assert_raised_here(excinfo)
+    message = str(excinfo.value)
+    assert "test split is empty" in message and "none of its 2 labelled images has a JPEG" in message
+    assert "8 train, 2 valid, 0 test" in message
+    assert len(CelebAFaces(celeba_root, "train")) == 8
+
+
+def test_images_not_named_as_celeba_are_refused(celeba_root):
+    image_dir = celeba_root / "celeba" / "img_align_celeba"
+    for jpeg in sorted(image_dir.iterdir()):
+        jpeg.rename(image_dir / f"face_{jpeg.name}")
+    with pytest.raises(DatasetNotFoundError, match="None of the 12 images in .* is listed"):
+        CelebAFaces(celeba_root)
 
 
 # --------------------------------------------------------------------------- missing and malformed files
@@ -367,13 +547,21 @@ def test_unextracted_zip_gets_a_hint(celeba_root):
         CelebAFaces(celeba_root)
 
 
-def test_missing_images_of_the_split_are_reported(celeba_root):
+def test_image_gone_after_opening_is_named(celeba_root):
+    data = CelebAFaces(celeba_root, "all")
     (celeba_root / "celeba" / "img_align_celeba" / "000008.jpg").unlink()
-    with pytest.raises(DatasetNotFoundError, match="000008.jpg"):
-        CelebAFaces(celeba_root, "train")
-    data = CelebAFaces(celeba_root, "all")  # 000008.jpg is neither first nor last: found when read
-    with pytest.raises(DatasetNotFoundError, match="000008.jpg is missing"):
+    with pytest.raises(DatasetNotFoundError, match="000008.jpg is missing") as excinfo:
         data[7]
+    _assert_raised_here(excinfo)
+
+
+def test_unreadable_image_is_named(celeba_root):
+    (celeba_root / "celeba" / "img_align_celeba" / "000003.jpg").write_bytes(b"\xff\xd8 cut short")
+    data = CelebAFaces(celeba_root, "train")
+    with pytest.raises(ValueError, match="000003.jpg is not a readable image") as excinfo:
+        data[2]
+    _assert_raised_here(excinfo)
+    assert "Extract it again" in str(excinfo.value)
 
 
 @pytest.mark.parametrize(
@@ -400,8 +588,10 @@ def test_truncated_attribute_file_is_named(celeba_root, cut, why):
         ("list_attr_celeba.txt", f"000005.jpg {_attribute_rows()[5][0]:>2}", "000005.jpg  0", "must be -1 or 1"),
         ("list_attr_celeba.txt", "Eyeglasses", "Glasses", "should name CelebA's 40 attributes"),
         ("list_eval_partition.txt", "000005.jpg 0", "000005.jpg 3", "partition values must be 0"),
-        ("list_bbox_celeba.txt", "000005.jpg    95", "000005.jpg    x5", "line 7 holds something other than integers"),
-        ("list_landmarks_align_celeba.txt", "12\n", "", "first line should be the number of images"),
+        ("list_attr_celeba.txt", "12\n", "", "first line should be the number of images"),
+        ("list_eval_partition.txt", "000007.jpg 0", "000007.jpg O", "line 7 holds something other than integers"),
+        ("list_eval_partition.txt", "000007.jpg 0", "000005.jpg 0", "it lists 000005.jpg more than once"),
+        ("identity_CelebA.txt", "000005.jpg 2885", "000005.jpg 2885 7", "line 5 has 3 fields"),
     ],
 )
 def test_malformed_values_are_named(celeba_root, name, old, new, why):
@@ -415,19 +605,86 @@ def test_malformed_values_are_named(celeba_root, name, old, new, why):
     assert f"{name} is malformed" in str(excinfo.value) and why in str(excinfo.value)
 
 
-def test_annotation_files_must_list_the_same_images(celeba_root):
+def test_identity_file_must_cover_the_labelled_images(celeba_root):
     path = celeba_root / "celeba" / "identity_CelebA.txt"
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines()[:-1]))
-    with pytest.raises(ValueError, match="identity_CelebA.txt is malformed.*lists 11 images but list_eval_partition"):
+    with pytest.raises(ValueError, match="identity_CelebA.txt is malformed.*no row for 1 of the 12 labelled") as e:
         CelebAFaces(celeba_root)
+    assert "000012.jpg" in str(e.value) and "delete the file" in str(e.value)  # identities are optional
+
+
+def test_missing_kaggle_file_is_named_as_kaggle_names_it(kaggle_root):
+    (kaggle_root / "celeba" / "list_eval_partition.csv").unlink()
+    with pytest.raises(DatasetNotFoundError) as excinfo:
+        CelebAFaces(kaggle_root)
+    message = str(excinfo.value)
+    assert message.splitlines()[0].endswith("missing list_eval_partition.csv.")
+    assert "kaggle.com" in message and "img_align_celeba/img_align_celeba/" in message
+
+
+@pytest.mark.parametrize(
+    "name, old, new, why",
+    [
+        ("list_attr_celeba.csv", "image_id,5_o_Clock_Shadow", "image,5_o_Clock_Shadow", "should be Kaggle's header"),
+        ("list_attr_celeba.csv", "000004.jpg,", "000004.jpg;", "line 5 has 40 fields, expected an image"),
+        ("list_attr_celeba.csv", "000004.jpg,", "000004.jpg,0,", "line 5 has 42 fields"),
+        ("list_eval_partition.csv", "000009.jpg,1", "000009.jpg,5", "partition values must be 0"),
+        ("list_eval_partition.csv", "000009.jpg,1", "000009.jpg,one", "line 10 holds something other than integers"),
+    ],
+)
+def test_malformed_kaggle_files_are_named(kaggle_root, name, old, new, why):
+    path = kaggle_root / "celeba" / name
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ValueError) as excinfo:
+        CelebAFaces(kaggle_root)
+    _assert_raised_here(excinfo)
+    message = str(excinfo.value)
+    assert f"{name} is malformed" in message and why in message and "kaggle.com" in message
+
+
+def test_truncated_kaggle_file_mid_line_is_named(kaggle_root):
+    path = kaggle_root / "celeba" / "list_attr_celeba.csv"
+    path.write_text(path.read_text()[:-30])
+    with pytest.raises(ValueError, match="list_attr_celeba.csv is malformed .*line 13 has"):
+        CelebAFaces(kaggle_root)
+
+
+def test_verify_checksums_refuses_kaggle_files(kaggle_root):
+    with pytest.raises(ValueError, match="cannot be verified") as excinfo:
+        CelebAFaces(kaggle_root, verify_checksums=True)
+    assert "list_attr_celeba.csv" in str(excinfo.value) and "verify_checksums=False" in str(excinfo.value)
+    assert len(CelebAFaces(kaggle_root, "test")) == 2  # without it, the same copy loads
+
+
+def test_files_unzipped_in_the_data_root_get_a_hint(tmp_path):
+    _write_kaggle(tmp_path / "data")  # Kaggle's archive unzipped in data/ rather than data/celeba/
+    with pytest.raises(DatasetNotFoundError, match="are in .*data itself: move them into"):
+        CelebAFaces(tmp_path / "data")
 
 
 def test_verify_checksums_names_the_files_that_differ(celeba_root):
     with pytest.raises(ValueError) as excinfo:
         CelebAFaces(celeba_root, verify_checksums=True)
-    assert "md5" in str(excinfo.value)
+    assert "md5" in str(excinfo.value) and "partial copy" in str(excinfo.value)
     for name in ANNOTATION_FILES:  # none of the fixture's files is the official one
         assert name in str(excinfo.value)
+
+
+def test_verify_checksums_compares_the_files_read(celeba_root, monkeypatch):
+    folder = celeba_root / "celeba"
+    for name, spec in ANNOTATION_FILES.items():  # pretend the fixture's files are the official release
+        md5 = hashlib.md5((folder / name).read_bytes()).hexdigest()
+        monkeypatch.setitem(celeba.ANNOTATION_FILES, name, spec._replace(md5=md5))
+    assert len(CelebAFaces(celeba_root, "test", verify_checksums=True)) == 2
+    (folder / "identity_CelebA.txt").unlink()  # optional: not read, so not checked
+    assert len(CelebAFaces(celeba_root, "test", verify_checksums=True)) == 2
+    partition = folder / "list_eval_partition.txt"
+    partition.write_text(partition.read_text().replace("000012.jpg 2", "000012.jpg 1"))
+    with pytest.raises(ValueError, match="md5") as excinfo:
+        CelebAFaces(celeba_root, "test", verify_checksums=True)
+    assert "list_eval_partition.txt" in str(excinfo.value) and "list_attr_celeba.txt" not in str(excinfo.value)
 
 
 # --------------------------------------------------------------------------- loaders

@@ -6,6 +6,7 @@ attribute names and the papers' attribute subsets.
 """
 
 from ..checks import UNLABELLED
+from .celeba import CelebAFaces, load_celeba, load_celeba_in_memory
 from .faces import FACE_SUBSETS, FaceImages, balance_indices, select_attributes
 from .mnist import (
     DatasetNotFoundError,
@@ -18,18 +19,6 @@ from .mnist import (
 )
 from .synthfaces import attribute_regions, render, sample_factors, synthetic_faces
 from .toy import ToyData, circles, moons, swiss_roll
-
-_CELEBA_NAMES = ("CelebAFaces", "load_celeba", "load_celeba_in_memory")
-
-
-def __getattr__(name: str):
-    # CelebA subclasses torchvision's dataset, and importing torchvision doubles the start-up time
-    # of ``import latentlab``; load it on first use of a CelebA name instead.
-    if name in _CELEBA_NAMES:
-        from . import celeba
-
-        return getattr(celeba, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ToyData",
