@@ -117,6 +117,16 @@ def data_root() -> Path:
     return Path(__file__).resolve().parent.parent / "data"
 
 
+def shown_path(path: str | os.PathLike) -> Path:
+    """``path`` as a chapter prints it: relative to the folder holding the data root (``data/MNIST/raw``)
+    when it lies inside it, so stored outputs do not carry one machine's absolute paths."""
+    path, top = Path(path), data_root().parent
+    try:
+        return path.resolve().relative_to(top.resolve())
+    except ValueError:
+        return path
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

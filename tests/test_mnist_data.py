@@ -297,9 +297,9 @@ def test_auto_falls_back_to_the_digits_and_says_so(tmp_path, capsys, monkeypatch
     assert out.count("\n") == 1
     assert out.startswith(f"MNIST is not in {tmp_path / 'MNIST' / 'raw'} (see data/README.md")
     assert "using the scikit-learn digits instead" in out
-    monkeypatch.chdir(tmp_path)  # inside the working directory the path is shown relative to it
-    load_handwritten_digits("auto", root=tmp_path, download=False)
-    assert capsys.readouterr().out.startswith(f"MNIST is not in {Path('MNIST') / 'raw'} (")
+    monkeypatch.setenv("LATENTLAB_DATA", str(tmp_path / "data"))  # the default root: shown as data/MNIST/raw
+    load_handwritten_digits("auto", download=False)
+    assert capsys.readouterr().out.startswith(f"MNIST is not in {Path('data') / 'MNIST' / 'raw'} (")
 
 
 def test_auto_takes_mnist_when_it_is_there_and_prints_nothing(fake_mnist, capsys):

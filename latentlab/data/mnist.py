@@ -328,11 +328,9 @@ def load_handwritten_digits(
         if source == "mnist":
             raise
     raw = Path(config.data_root() if root is None else root).expanduser() / "MNIST" / "raw"
-    with contextlib.suppress(ValueError):
-        raw = raw.resolve().relative_to(Path.cwd().resolve())  # data/MNIST/raw, not this machine's path
     data = load_digits(seed=seed)
     how = "could not be downloaded" if download else "see data/README.md to add it"
-    print(f"MNIST is not in {raw} ({how}); using the scikit-learn digits instead.")
+    print(f"MNIST is not in {config.shown_path(raw)} ({how}); using the scikit-learn digits instead.")
     return data
 
 
