@@ -583,27 +583,35 @@ def test_truncated_attribute_file_is_named(celeba_root, cut, why):
 
 
 @pytest.mark.parametrize(
-    "name, old, new, why",
+    "layout, name, old, new, why",
     [
-        ("list_attr_celeba.txt", f"000005.jpg {_attribute_rows()[5][0]:>2}", "000005.jpg  0", "must be -1 or 1"),
-        ("list_attr_celeba.txt", "Eyeglasses", "Glasses", "should name CelebA's 40 attributes"),
-        ("list_eval_partition.txt", "000005.jpg 0", "000005.jpg 3", "partition values must be 0"),
-        ("list_attr_celeba.txt", "12\n", "", "first line should be the number of images"),
-        ("list_eval_partition.txt", "000007.jpg 0", "000007.jpg O", "line 7 holds something other than integers"),
-        ("list_eval_partition.txt", "000007.jpg 0", "000005.jpg 0", "it lists 000005.jpg more than once"),
-        ("identity_CelebA.txt", "000005.jpg 2885", "000005.jpg 2885 7", "line 5 has 3 fields"),
+        ("celeba_root", "list_attr_celeba.txt", f"000005.jpg {_attribute_rows()[5][0]:>2}", "000005.jpg  0", "must be -1 or 1"),
+        ("celeba_root", "list_attr_celeba.txt", "Eyeglasses", "Glasses", "should name CelebA's 40 attributes"),
+        ("celeba_root", "list_eval_partition.txt", "000005.jpg 0", "000005.jpg 3", "partition values must be 0"),
+        ("celeba_root", "list_attr_celeba.txt", "12\n", "", "first line should be the number of images"),
+        ("celeba_root", "list_eval_partition.txt", "000007.jpg 0", "000007.jpg O", "line 7 holds something other than integers"),
+        ("celeba_root", "list_eval_partition.txt", "000007.jpg 0", "000005.jpg 0", "it lists 000005.jpg more than once"),
+        ("celeba_root", "identity_CelebA.txt", "000005.jpg 2885", "000005.jpg 2885 7", "line 5 has 3 fields"),
+        ("kaggle_root", "list_attr_celeba.csv", "image_id,5_o_Clock_Shadow", "image,5_o_Clock_Shadow", "should be Kaggle's header"),
+        ("kaggle_root", "list_attr_celeba.csv", "000004.jpg,", "000004.jpg;", "line 5 has 40 fields, expected an image"),
+        ("kaggle_root", "list_attr_celeba.csv", "000004.jpg,", "000004.jpg,0,", "line 5 has 42 fields"),
+        ("kaggle_root", "list_eval_partition.csv", "000009.jpg,1", "000009.jpg,5", "partition values must be 0"),
+        ("kaggle_root", "list_eval_partition.csv", "000009.jpg,1", "000009.jpg,one", "line 10 holds something other than integers"),
     ],
 )
-def test_malformed_values_are_named(celeba_root, name, old, new, why):
-    path = celeba_root / "celeba" / name
+def test_malformed_files_are_named(request, layout, name, old, new, why):
+    """In both layouts a malformed annotation file is named, with what is wrong (and, for Kaggle's, its source)."""
+    root = request.getfixturevalue(layout)
+    path = root / "celeba" / name
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(ValueError) as excinfo:
-        CelebAFaces(celeba_root)
+        CelebAFaces(root)
     _assert_raised_here(excinfo)
-    assert f"{name} is malformed" in str(excinfo.value) and why in str(excinfo.value)
-
+    message = str(excinfo.value)
+    assert f"{name} is malformed" in message and why in message
+    assert ("kaggle.com" in message) == name.endswith(".csv")
 
 def test_identity_file_must_cover_the_labelled_images(celeba_root):
     path = celeba_root / "celeba" / "identity_CelebA.txt"
@@ -622,26 +630,7 @@ def test_missing_kaggle_file_is_named_as_kaggle_names_it(kaggle_root):
     assert "kaggle.com" in message and "img_align_celeba/img_align_celeba/" in message
 
 
-@pytest.mark.parametrize(
-    "name, old, new, why",
-    [
-        ("list_attr_celeba.csv", "image_id,5_o_Clock_Shadow", "image,5_o_Clock_Shadow", "should be Kaggle's header"),
-        ("list_attr_celeba.csv", "000004.jpg,", "000004.jpg;", "line 5 has 40 fields, expected an image"),
-        ("list_attr_celeba.csv", "000004.jpg,", "000004.jpg,0,", "line 5 has 42 fields"),
-        ("list_eval_partition.csv", "000009.jpg,1", "000009.jpg,5", "partition values must be 0"),
-        ("list_eval_partition.csv", "000009.jpg,1", "000009.jpg,one", "line 10 holds something other than integers"),
-    ],
-)
-def test_malformed_kaggle_files_are_named(kaggle_root, name, old, new, why):
-    path = kaggle_root / "celeba" / name
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    with pytest.raises(ValueError) as excinfo:
-        CelebAFaces(kaggle_root)
-    _assert_raised_here(excinfo)
-    message = str(excinfo.value)
-    assert f"{name} is malformed" in message and why in message and "kaggle.com" in message
+
 
 
 def test_truncated_kaggle_file_mid_line_is_named(kaggle_root):
