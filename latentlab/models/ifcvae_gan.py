@@ -26,10 +26,13 @@ Choices, and how they differ from the paper:
   1/M sum a log b + (1-a) log(1-b), drops the minus sign; only with it does "the discriminator
   minimises L_gan" make the discriminator tell real from fake, and "the encoder maximises L_aux"
   make it hide y from A.
-* The reconstruction BCE is summed over colour channels and divided by the image area, as the
-  author's public code does; cross entropy over ``num_classes`` replaces the binary one (the same
-  for 2 classes); ``aux_weight`` makes eq. 6's weight 1 on L_aux explicit (0: the "without L_aux"
-  ablation).
+* The reconstruction BCE is summed over colour channels and divided by the image area, and L_KL
+  by the latent size, as in the author's public code. But every term here is a mean over the
+  batch, while that code *sums* L_rec, L_KL and the GAN terms over the batch (``size_average=False``)
+  and averages only the class and auxiliary BCEs: relative to L_rec, ``rho`` and the L_aux weight
+  act about batch-size times (64) stronger here than there. Cross entropy over ``num_classes``
+  replaces the binary one (the same for 2 classes); ``aux_weight`` makes eq. 6's weight 1 on L_aux
+  explicit (0: the "without L_aux" ablation).
 * ``rho`` defaults to 1.0, the value sec. 4.4 states for the residual-net experiment whose numbers
   (MSE 0.011, 98% / 100%) Table 3 repeats; Table 3's caption says 0.1, apparently carried over from
   Table 1 (the DCGAN ablation: rho = 0.1, delta = 0.1, alpha = 0.2). The defaults are sec. 4.4's
