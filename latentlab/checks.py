@@ -221,8 +221,8 @@ def check_training_input(
     check_finite_values(x, name)
     if expected is not None and x.numel():
         (low, high), why = expected
-        seen_low = min(float(chunk.min()) for chunk in _chunks(x))
-        seen_high = max(float(chunk.max()) for chunk in _chunks(x))
+        extremes = [torch.aminmax(chunk) for chunk in _chunks(x)]  # one pass over a large tensor
+        seen_low, seen_high = min(float(e.min) for e in extremes), max(float(e.max) for e in extremes)
         if seen_low < low or seen_high > high:
             raise ValueError(f"{name} has values in [{seen_low:.4g}, {seen_high:.4g}], outside [{low:g}, {high:g}]: {why}")
     return x

@@ -81,14 +81,8 @@ def training_table(reports: Sequence[TrainingReport]) -> str:
         how = f"loaded ({r.seconds:.0f} s)" if r.resumed else f"trained in {r.seconds:.0f} s"
         losses = ", ".join(f"{k} {v:.4g}" for k, v in r.final.items())
         lines.append(f"| `{r.model}` | {r.subset} | {r.images} × {r.epochs} | {how} | {losses} |")
-    roots = sorted({str(_shown(r.checkpoints.parent)) for r in reports})
+    roots = sorted({str(r.checkpoints.parent) for r in reports})  # already shown relative to the data root's folder
     return "\n".join(lines) + f"\n\nCheckpoints: one directory per model, subset and data set under {', '.join(f'`{d}/`' for d in roots)}."
-
-
-def _shown(path: Path) -> Path:
-    """``path`` relative to the folder holding the data root (``data/checkpoints/...``), when it is inside it."""
-    top = config.data_root().parent
-    return path.relative_to(top) if path.is_relative_to(top) else path
 
 
 def train_face_model(
@@ -132,7 +126,7 @@ def train_face_model(
     final = {k: v[-1] for k, v in history.items() if k in ("loss", "recon", "ae", "mse")}
     shown_subset = subset if isinstance(subset, str) else "+".join(subset)
     report = TrainingReport(name, shown_subset, len(x), epochs, time.perf_counter() - start, resumed,
-                            _shown(directory), final)
+                            config.shown_path(directory), final)
     return model.cpu().eval(), report
 
 

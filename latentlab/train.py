@@ -130,9 +130,12 @@ class _RecordingFile:
         return getattr(self.file, name)
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # out of space, or over a disk quota
+
+
 def _write_error(path: Path, err: OSError) -> CheckpointWriteError:
     """A write failure as a message naming the file, the cause and the fix."""
-    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if err.errno in _DISK_FULL:
         fix = f"the disk holding {path.parent} is full: free space there, or write to a directory on another disk"
     elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = f"{path.parent} is not writable: fix its permissions, or choose a writable directory"
@@ -211,7 +214,7 @@ def _save_keeping(state: dict, directory: Path, keep: int) -> Path:
         save_checkpoint(state, path)
     except CheckpointWriteError as err:
         older = [p for p in list_checkpoints(directory) if p != path]
-        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or len(older) < keep:
+        if err.errno not in _DISK_FULL or len(older) < keep:
             raise
         size = older[-1].stat().st_size
         older[0].unlink()

@@ -70,6 +70,16 @@ def tiny_ccvae(*, beta=0.5, samples=7, deterministic=False, decoder=None):
     return model
 
 
+def conv_m2(*, latent_dim, widths, hidden_dim):
+    """M2 on 28x28 digits with the small conv networks (decoder widths mirrored)."""
+    return M2(
+        ConvEncoder(28, 1, latent_dim, condition_dim=10, widths=widths, hidden_dim=hidden_dim),
+        ConvDecoder(28, 1, latent_dim, condition_dim=10, widths=widths[::-1], hidden_dim=hidden_dim),
+        ConvClassifier(28, 1, 10, widths=widths, hidden_dim=hidden_dim),
+        num_classes=10,
+    )
+
+
 def tiny_m2(*, beta=0.5, classifier_weight=2.5, deterministic=True):
     encoder = MLPEncoder(6, 2, (8,), condition_dim=3)
     return M2(
@@ -581,12 +591,7 @@ def test_m2_learns_digits_from_a_hundred_labels(digits):
     x, y = semi_supervised(digits.x_train, digits.y_train, mask, labelled_share=0.2)
     assert abs(float((y != UNLABELLED).float().mean()) - 0.2) < 0.01
     torch.manual_seed(0)
-    model = M2(
-        ConvEncoder(28, 1, 8, condition_dim=10, widths=(8, 16), hidden_dim=64),
-        ConvDecoder(28, 1, 8, condition_dim=10, widths=(16, 8), hidden_dim=64),
-        ConvClassifier(28, 1, 10, widths=(8, 16), hidden_dim=64),
-        num_classes=10,
-    )
+    model = conv_m2(latent_dim=8, widths=(8, 16), hidden_dim=64)
     fit(model, (x, y), epochs=3, batch_size=64, progress=False, device="cpu", seed=0)
     assert classification_accuracy(model.predict, *digits.test) > 0.6  # chance: 0.1
 
@@ -665,12 +670,7 @@ def test_conv_encoder_for_every_condition_equals_encoding_the_repeated_batch():
 def test_m2_with_a_conv_encoder_shares_its_convolutions_and_keeps_the_bound_and_gradients():
     """The shared-feature path of the sum over labels gives U(x) and every gradient of the repeated path."""
     torch.manual_seed(0)
-    model = M2(
-        ConvEncoder(28, 1, 4, condition_dim=10, widths=(4, 8), hidden_dim=16),
-        ConvDecoder(28, 1, 4, condition_dim=10, widths=(8, 4), hidden_dim=16),
-        ConvClassifier(28, 1, 10, widths=(4, 8), hidden_dim=16),
-        num_classes=10,
-    )
+    model = conv_m2(latent_dim=4, widths=(4, 8), hidden_dim=16)
     x = torch.rand(6, 1, 28, 28)
     results = []
     for share in (True, False):

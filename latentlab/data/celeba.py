@@ -146,8 +146,7 @@ def to_float(image: np.ndarray) -> torch.Tensor:
 
 def load_image(path: str | Path, image_size: int) -> torch.Tensor:
     """Read one JPEG and preprocess it: float32 ``(3, S, S)`` in [0, 1]."""
-    with Image.open(path) as image:
-        return to_float(preprocess_image(image, image_size))
+    return to_float(_read_jpeg(Path(path), image_size))
 
 
 class CelebAFaces(torch.utils.data.Dataset):
