@@ -131,7 +131,7 @@ def load_mnist(
     test = _subset(y_test, test_size, seed + 1, "test_size") if "test" in splits else torch.arange(0)  # another seed: independent draws
     return DigitImages(
         name="MNIST",
-        source=str(raw),
+        source=str(config.shown_path(raw)),  # relative to the data folder: no machine's absolute path in an output
         x_train=_to_float_images(x_train[train]),
         y_train=y_train[train],
         x_test=_to_float_images(x_test[test]),
