@@ -6,10 +6,9 @@ Public names only; each lives in its own module:
 * :mod:`latentlab.distributions` reparameterisation, KL divergences, likelihoods
 * :mod:`latentlab.nets`          encoders and decoders (MLP, small conv)
 * :mod:`latentlab.nets_faces`    residual (IntroVAE/IntroVAC) and DCGAN nets for 32-128 px faces, discriminator
-* :mod:`latentlab.models`        one file per model, one interface for all
-* :mod:`latentlab.train`         the one training loop, checkpoints, resume, GPU switches
+* :mod:`latentlab.models`        one file per model, one interface for all; ``face_model(name)`` builds any for faces
+* :mod:`latentlab.training`         the one training loop, checkpoints, resume, GPU switches
 * :mod:`latentlab.distributed`   data-parallel training over processes started by torchrun
-* :mod:`latentlab.zoo`           every model built for face images by name
 * :mod:`latentlab.exact`         linear-Gaussian models with exact evidence (for checking bounds)
 * :mod:`latentlab.data`          datasets (toy sets; digits; CelebA; synthetic faces; label splits)
 * :mod:`latentlab.metrics`       reconstruction, probes, edit success, identity and locality, for any model
@@ -38,7 +37,6 @@ from . import (
     nets_faces,
     plot,
     sliders,
-    zoo,
 )
 from .config import describe_run, launch_note, profile
 from .distributions import DiagonalGaussian
@@ -57,8 +55,9 @@ from .models import (
     IFcVAEGAN,
     IntroVAC,
     LatentVariableModel,
+    face_model,
 )
-from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
+from .training import CheckpointError, NonFiniteLossError, fit, load_checkpoint
 
 __all__ = [
     "__version__",
@@ -68,7 +67,6 @@ __all__ = [
     "nets",
     "nets_faces",
     "distributed",
-    "zoo",
     "fid",
     "IndependentJudge",
     "AttributeClassifier",
@@ -94,6 +92,7 @@ __all__ = [
     "Classifier",
     "Control",
     "LatentVariableModel",
+    "face_model",
     "fit",
     "load_checkpoint",
     "CheckpointError",

@@ -78,7 +78,7 @@ class IndependentJudge:
                     "pass another path, or delete that file to train a new judge (it is never overwritten)"
                 )
             return judge
-        from .train import fit
+        from .training import fit
 
         factors = faces.identity_train is not None
         net_config = {"image_size": faces.image_size, "kind": kind, "channels": list(channels) if channels else None,
@@ -109,7 +109,7 @@ class IndependentJudge:
         return judge
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .train import save_checkpoint
+        from .training import save_checkpoint
 
         return save_checkpoint(
             {

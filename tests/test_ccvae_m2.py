@@ -648,9 +648,9 @@ def test_ccvae_warns_once_when_log_px_is_positive_and_faces_use_laplace_scale_on
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.loss_terms((x, torch.tensor([0, 1, 2, 0])))  # once is enough
-    from latentlab import zoo
+    from latentlab import face_model
 
-    faces = zoo.face_model("ccvae", image_size=32, channels=(8, 16, 32), latent_dim=8)
+    faces = face_model("ccvae", image_size=32, channels=(8, 16, 32), latent_dim=8)
     assert float(faces.decoder_log_std.exp()) == 1.0 and faces.likelihood == "laplace"
     images, decoded = torch.rand(5, 3, 32, 32), torch.rand(5, 3, 32, 32)
     assert bool((faces.reconstruction_log_likelihood(images, decoded) < 0).all())  # -|x - mu| - log 2 per value

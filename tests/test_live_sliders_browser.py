@@ -63,10 +63,10 @@ FRONTENDS = {
 # The cell a reader would run. A tiny untrained VAC keeps the kernel light (2 sliders, 32 px images).
 CELL = """\
 import torch
-from latentlab import zoo
+from latentlab import face_model
 from latentlab.sliders import LiveSliders
 torch.manual_seed(0)
-model = zoo.face_model("vac", image_size=32, channels=(8, 16, 32), latent_dim=8, num_labels=2).eval()
+model = face_model("vac", image_size=32, channels=(8, 16, 32), latent_dim=8, num_labels=2).eval()
 live = LiveSliders(model, torch.rand(3, 3, 32, 32), torch.tensor([[0, 1], [1, 0], [0, 0]]))
 live"""
 

@@ -53,7 +53,10 @@ from torch import nn
 from ..checks import check_binary_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLP, MLPDecoder, MLPEncoder
-from .base import Batch, Control, LatentVariableModel, split_batch
+from ..nets_faces import face_networks
+from .base import Batch, LatentVariableModel, split_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
+from .space import Control, SliderSpace, with_default
 
 
 class CSVAE(LatentVariableModel):
@@ -217,8 +220,41 @@ class CSVAE(LatentVariableModel):
         w = self.prior_w(self.labels(y)).rsample()
         return self.decode({"z": torch.randn(len(w), self.latent_dim, device=w.device), "w": w})
 
+    sliders_need_reference = False
+
+    def one_label(self, y: object) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(y, device=self.device).reshape(1, -1)
+
+    def slider_space(self, x, y=None, *, names=None, **unused) -> SliderSpace:
+        """Each coordinate of w, the labels' subspace, over the priors' means +/- 3 scales (the image's z kept)."""
+        if y is None:
+            raise ValueError("CSVAE's w encoder reads the labels: pass y, the image's 0/1 labels (one per attribute)")
+        self.eval()
+        codes = {name: q.mean for name, q in self.encode(x, y).items()}
+        std = (0.5 * self.w_prior_log_var).exp()
+        low, high = float((self.w_prior_mean - 3 * std).min()), float((self.w_prior_mean + 3 * std).max())
+        axes = []
+        for i, own in enumerate(codes["w"][0].tolist()):
+            label = f" ({names[i // self.w_dim]})" if names else ""
+            axes.append(with_default(Control(f"w[{i}]{label}", low, high), own))
+        z = codes["z"]
+        return SliderSpace(axes, lambda w: self.decode({"z": z.expand(len(w), -1), "w": w.to(z)}),
+                           "coordinates of w, the labels' subspace (the image's z kept)")
+
     def controls(self) -> list[Control]:
         low, high = float(self.w_prior_mean.min()) - 3, float(self.w_prior_mean.max()) + 3
         return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)] + [
             Control(f"w[{i}]", low, high) for i in range(self.num_labels * self.w_dim)
         ]
+
+
+@register_face_model("csvae")
+def _face_csvae(size, latent, classes, nets, kwargs):
+    num_labels, w_dim = 1, kwargs.pop("w_dim", 2)  # one binary attribute, its own w subspace
+    z_encoder, _ = face_networks(size, latent, **nets)
+    w_encoder, _ = face_networks(size, w_dim * num_labels, **nets, encoder_condition_dim=num_labels)
+    _, decoder = face_networks(size, latent + w_dim * num_labels, **nets)  # p(x | z, w) reads both parts
+    adversary = MLP(latent, (256, 256), num_labels)
+    return CSVAE(
+        z_encoder, w_encoder, decoder, adversary, num_labels=num_labels, w_dim=w_dim, **{**FACE_LIKELIHOOD, **kwargs}
+    )

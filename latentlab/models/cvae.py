@@ -20,7 +20,9 @@ from torch import nn
 from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
 from ..nets import MLPDecoder, MLPEncoder
+from ..nets_faces import face_networks
 from .base import Batch, LabelDecoderModel, split_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class CVAE(LabelDecoderModel):
@@ -83,3 +85,9 @@ class CVAE(LabelDecoderModel):
         """One draw z ~ N(0, I) per label in ``y``, decoded with that label."""
         z = torch.randn(len(y), self.latent_dim, device=self.decoder_log_std.device)
         return self.decode({"z": z}, y)
+
+
+@register_face_model("cvae")
+def _face_cvae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes, encoder_condition_dim=classes)
+    return CVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})

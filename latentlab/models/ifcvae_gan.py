@@ -65,6 +65,7 @@ from ..distributions import DiagonalGaussian
 from ..nets import MLP
 from ..nets_faces import Discriminator, face_networks
 from .base import Batch, LabelDecoderModel, bce_against, split_batch
+from .registry import register_face_model
 
 DECODE_WITH = ("prediction", "label")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
@@ -193,6 +194,8 @@ class IFcVAEGAN(LabelDecoderModel):
             check_labels(y, self.num_classes, len(x))
         return {"z": self.encoder(x)}
 
+    has_classifier = True
+
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log softmax of the head E_y(x): the encoder's own attribute classifier."""
         return F.log_softmax(self.label_head(self.encoder.features(x)), dim=-1)
@@ -255,3 +258,18 @@ class IFcVAEGAN(LabelDecoderModel):
             (optimizers["auxiliary"], terms["aux"]),  # line 14
         ])
         return {name: float(value.detach()) for name, value in terms.items()}
+
+
+def _register_variant(name: str, variant: str) -> None:
+    """IFcVAE-GAN (or one of its ablations) with the face networks: residual unless ``nets="dcgan"``."""
+
+    def build(size, latent, classes, nets, kwargs):
+        return IFcVAEGAN.for_faces(
+            size, latent, num_classes=classes, nets=nets["kind"], channels=nets["channels"], variant=variant, **kwargs
+        )
+
+    register_face_model(name)(build)
+
+
+for _name, _variant in (("ifcvae_gan", "ifcvae_gan"), ("ifcvae_gan_without_aux", "without_aux"), ("cvae_gan", "cvae_gan")):
+    _register_variant(_name, _variant)

@@ -16,7 +16,9 @@ from torch import nn
 
 from ..checks import check_learning_rate, check_tensor
 from ..distributions import DiagonalGaussian
+from ..nets_faces import face_networks
 from .base import Batch, Control, LatentVariableModel
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class VAE(LatentVariableModel):
@@ -106,3 +108,9 @@ class VAE(LatentVariableModel):
 
     def controls(self) -> list[Control]:
         return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]
+
+
+@register_face_model("vae", needs_labels=False)
+def _face_vae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets)
+    return VAE(encoder, decoder, **{**FACE_LIKELIHOOD, **kwargs})
