@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 import latentlab.models.registry
-from latentlab import Control, LatentVariableModel, fit, metrics
-from latentlab.bench import measure
-from latentlab.bench_sliders import measure as measure_sliders
+from latentlab import Control, LatentVariableModel, fit
+from latentlab.evaluation import metrics
+from latentlab.commands.bench import measure
+from latentlab.commands.bench_sliders import measure as measure_sliders
 from latentlab.distributions import DiagonalGaussian
 from latentlab.models import FACE_MODELS, SliderSpace, face_model, register_face_model
-from latentlab.sliders import slider_space, static_sliders
+from latentlab.editing.sliders import slider_space, static_sliders
 
 PACKAGE = Path(__file__).resolve().parent.parent / "latentlab"
 
@@ -88,7 +89,7 @@ class LabelledCoordinateVAE(LatentVariableModel):
 def registered(monkeypatch):
     """The one registration the model's file would hold, removed again after the test."""
     monkeypatch.setattr(latentlab.models.registry, "FACE_MODELS", dict(FACE_MODELS))
-    monkeypatch.setattr("latentlab.bench.FACE_MODELS", latentlab.models.registry.FACE_MODELS)
+    monkeypatch.setattr("latentlab.commands.bench.FACE_MODELS", latentlab.models.registry.FACE_MODELS)
 
     @register_face_model("labelled_coordinate_vae")
     def build(size, latent, classes, nets, kwargs):

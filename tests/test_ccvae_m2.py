@@ -18,7 +18,7 @@ from latentlab import CCVAE, M2, Classifier, fit
 from latentlab.checks import UNLABELLED
 from latentlab.data import label_split, load_digits, semi_supervised
 from latentlab.distributions import DiagonalGaussian
-from latentlab.metrics import classification_accuracy, conditional_generation_accuracy, style_preservation
+from latentlab.evaluation.metrics import classification_accuracy, conditional_generation_accuracy, style_preservation
 from latentlab.models.base import LatentVariableModel
 from latentlab.nets import MLP, ConvClassifier, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 

@@ -1,4 +1,4 @@
-"""Face networks (latentlab.nets_faces): shapes, channel schedules, conditions, gradients, memory formats."""
+"""Face networks (latentlab.nets.faces): shapes, channel schedules, conditions, gradients, memory formats."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentlab.distributions import DiagonalGaussian
-from latentlab.nets_faces import (
+from latentlab.nets.faces import (
     CLASSIFIER_WIDTHS,
     SUPPORTED_SIZES,
     DCGANDecoder,

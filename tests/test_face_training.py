@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import bench, cli, fit
+from latentlab import fit
+
+from latentlab.commands import bench, cli
 from latentlab.models.base import LatentVariableModel
 from latentlab.training import list_checkpoints
 from latentlab.models import FACE_MODELS, face_model
@@ -98,7 +100,7 @@ def test_command_line_trains_then_resumes_instead_of_retraining(tmp_path, capsys
 
 
 def test_command_line_explains_missing_celeba(tmp_path, monkeypatch):
-    from latentlab.data.mnist import DatasetNotFoundError
+    from latentlab.data import DatasetNotFoundError
 
     monkeypatch.setenv("LATENTLAB_DATA", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match="list_attr_celeba.txt"):

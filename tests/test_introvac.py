@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from latentlab import VAC, IntroVAC, face_model, fit
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.langevin import langevin_conditional_samples
+from latentlab.editing.langevin import langevin_conditional_samples
 
 SIZE, CHANNELS, LATENT = 32, (8, 16, 32), 6
 
@@ -266,7 +266,7 @@ def test_langevin_rejects_samples_the_model_misreads(monkeypatch):
 
 
 def test_bad_arguments_are_refused_with_the_fix():
-    from latentlab.nets_faces import face_networks
+    from latentlab.nets.faces import face_networks
 
     encoder, decoder = face_networks(SIZE, LATENT, channels=CHANNELS, encoder_condition_dim=2)
     with pytest.raises(ValueError, match="condition_dim=0"):

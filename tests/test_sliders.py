@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from latentlab import DiagonalGaussian, LatentVariableModel, face_model
-from latentlab.metrics import latent_means
-from latentlab.sliders import (
+from latentlab.evaluation.metrics import latent_means
+from latentlab.editing.sliders import (
     LiveSliders,
     axis_readings,
     encode_image,

@@ -13,7 +13,8 @@ import torch
 
 import latentlab.training
 import latentlab.training.checkpoints
-from latentlab import VAC, VAE, cli, fit
+from latentlab import VAC, VAE, fit
+from latentlab.commands import cli
 from latentlab.nets import MLPDecoder, MLPEncoder
 from latentlab.training import (
     CheckpointError,

@@ -68,7 +68,7 @@ from .faces import (
     select_attributes,
     subset_attributes,
 )
-from .mnist import DatasetNotFoundError
+from .errors import DatasetNotFoundError
 
 CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CELEBA_DRIVE = (

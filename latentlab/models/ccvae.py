@@ -56,7 +56,7 @@ from torch import nn
 
 from ..checks import check_features, check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian, gaussian_log_density
-from ..nets_faces import face_networks
+from ..nets.faces import face_networks
 from .base import Batch, LatentVariableModel, split_partial_batch
 from .registry import FACE_LIKELIHOOD, register_face_model
 from .space import Control, SliderSpace, with_default

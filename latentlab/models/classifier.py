@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_learning_rate
-from ..nets_faces import FaceClassifier
+from ..nets.faces import FaceClassifier
 from .base import Batch, LatentVariableModel, split_batch, split_partial_batch
 from .registry import register_face_model
 

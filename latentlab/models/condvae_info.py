@@ -33,8 +33,8 @@ from torch import nn
 
 from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP, MLPDecoder, MLPEncoder
-from ..nets_faces import FaceClassifier, face_networks
+from ..nets.small import MLP, MLPDecoder, MLPEncoder
+from ..nets.faces import FaceClassifier, face_networks
 from .base import Batch, LabelDecoderModel, split_batch
 from .registry import FACE_LIKELIHOOD, register_face_model
 

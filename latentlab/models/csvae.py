@@ -52,8 +52,8 @@ from torch import nn
 
 from ..checks import check_binary_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP, MLPDecoder, MLPEncoder
-from ..nets_faces import face_networks
+from ..nets.small import MLP, MLPDecoder, MLPEncoder
+from ..nets.faces import face_networks
 from .base import Batch, LatentVariableModel, split_batch
 from .registry import FACE_LIKELIHOOD, register_face_model
 from .space import Control, SliderSpace, with_default

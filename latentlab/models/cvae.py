@@ -19,8 +19,8 @@ from torch import nn
 
 from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLPDecoder, MLPEncoder
-from ..nets_faces import face_networks
+from ..nets.small import MLPDecoder, MLPEncoder
+from ..nets.faces import face_networks
 from .base import Batch, LabelDecoderModel, split_batch
 from .registry import FACE_LIKELIHOOD, register_face_model
 

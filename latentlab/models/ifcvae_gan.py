@@ -62,8 +62,8 @@ from torch import nn
 
 from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP
-from ..nets_faces import Discriminator, face_networks
+from ..nets.small import MLP
+from ..nets.faces import Discriminator, face_networks
 from .base import Batch, LabelDecoderModel, bce_against, split_batch
 from .registry import register_face_model
 
@@ -83,7 +83,7 @@ class IFcVAEGAN(LabelDecoderModel):
     Args:
         encoder: ``x -> DiagonalGaussian`` over z built without a condition, exposing
             ``features(x) -> (N, feature_dim)`` and ``head(features) -> DiagonalGaussian``
-            (:class:`~latentlab.nets_faces.ResidualEncoder`, :class:`~latentlab.nets_faces.DCGANEncoder`).
+            (:class:`~latentlab.nets.faces.ResidualEncoder`, :class:`~latentlab.nets.faces.DCGANEncoder`).
         decoder: ``(z, condition) -> Bernoulli logits`` with a condition of width ``num_classes``.
         label_head: ``features -> num_classes logits``, the encoder's classifier E_y.
         auxiliary: ``z -> num_classes logits``, the adversary A.
@@ -124,7 +124,7 @@ class IFcVAEGAN(LabelDecoderModel):
         if not (hasattr(encoder, "features") and hasattr(encoder, "head")):
             raise ValueError(
                 "the IFcVAE-GAN encoder must expose features(x) and head(features) so the label head can share "
-                "its features; use latentlab.nets_faces.ResidualEncoder or DCGANEncoder"
+                "its features; use latentlab.nets.faces.ResidualEncoder or DCGANEncoder"
             )
         weights = dict(kl_weight=kl_weight, class_weight=class_weight, gan_weight=gan_weight, aux_weight=aux_weight)
         for name, value in weights.items():
@@ -160,7 +160,7 @@ class IFcVAEGAN(LabelDecoderModel):
         **kwargs,
     ) -> IFcVAEGAN:
         """IFcVAE-GAN for RGB faces: encoder, decoder and discriminator of one ``nets`` kind
-        (:func:`~latentlab.nets_faces.face_networks`), a linear label head on the encoder's
+        (:func:`~latentlab.nets.faces.face_networks`), a linear label head on the encoder's
         features and an MLP auxiliary network.
 
         ``variant``: ``"ifcvae_gan"`` (the model), ``"without_aux"`` (``aux_weight=0``) or

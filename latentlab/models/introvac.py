@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_binary_labels
-from ..nets_faces import face_networks
+from ..nets.faces import face_networks
 from .base import Batch, bce_against, split_batch
 from .registry import register_face_model
 from .vac import VAC

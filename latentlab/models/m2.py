@@ -29,7 +29,7 @@ from torch import nn
 
 from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets_faces import FaceClassifier, face_networks
+from ..nets.faces import FaceClassifier, face_networks
 from .base import Batch, LabelDecoderModel, split_partial_batch
 from .registry import FACE_LIKELIHOOD, register_face_model
 

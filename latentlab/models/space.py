@@ -3,7 +3,7 @@
 Each model family builds its own :class:`SliderSpace` in ``LatentVariableModel.slider_space``
 (VAC's attribute directions, CSVAE's w, CCVAE's z_c, the label a label-decoder model is given);
 a model with one unlabelled latent ``z`` falls back on the top principal directions of the codes
-of reference images. The views (live widgets, static HTML) live in :mod:`latentlab.sliders`.
+of reference images. The views (live widgets, static HTML) live in :mod:`latentlab.editing.sliders`.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..checks import check_binary_labels, check_learning_rate, check_same_shape
 from ..distributions import DiagonalGaussian
-from ..nets_faces import face_networks
+from ..nets.faces import face_networks
 from .base import Batch, LatentVariableModel, split_batch
 from .registry import register_face_model
 from .space import Control, SliderSpace

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..checks import check_learning_rate, check_tensor
 from ..distributions import DiagonalGaussian
-from ..nets_faces import face_networks
+from ..nets.faces import face_networks
 from .base import Batch, Control, LatentVariableModel
 from .registry import FACE_LIKELIHOOD, register_face_model
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import check_labels, check_tensor
-from .models.base import LatentVariableModel
+from ..checks import check_labels, check_tensor
+from ..models.base import LatentVariableModel
 
 Editor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y, target) -> edited x
 Classifier = Callable[[torch.Tensor], torch.Tensor]  # x -> predicted labels
@@ -172,7 +172,7 @@ def evaluate(
     """Every score above for one model: test reconstruction error, a probe per latent part, edit success.
 
     ``train`` and ``test`` are ``(x, y)`` pairs; the probes train on the training codes. ``edit``
-    defaults to ``model.edit``; pass e.g. :func:`latentlab.edit.latent_shift_editor` for a model
+    defaults to ``model.edit``; pass e.g. :func:`latentlab.editing.edit.latent_shift_editor` for a model
     without labels. Keys: ``recon``, ``probe z`` (and ``probe w`` ...), ``majority``, ``edit 0->1``, ``edit 1->0``.
     """
     (x_train, y_train), (x_test, y_test) = train, test

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from .models import FACE_MODELS, face_model
+from ..models import FACE_MODELS, face_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def hardware(device: torch.device) -> str:
 def measure(name: str, size: int, device: torch.device, batch_size: int, steps: int, warmup: int,
             amp: bool | None, channels_last: bool | None, compile: bool | None) -> dict:
     """Time ``steps`` training steps of model ``name`` at ``size`` px after ``warmup`` untimed ones."""
-    from .training import compile_subnetworks, resolve_switches, to_device
+    from ..training import compile_subnetworks, resolve_switches, to_device
 
     amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
     torch.manual_seed(0)

@@ -62,9 +62,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_features, check_images
-from .distributions import DiagonalGaussian
-from .nets import GaussianHead, _with_condition
+from ..checks import check_features, check_images
+from ..distributions import DiagonalGaussian
+from .small import GaussianHead, _with_condition
 
 __all__ = [
     "SUPPORTED_SIZES",

@@ -5,7 +5,7 @@
 
 A *redraw* is what a reader's drag costs in a live kernel: the slider's value changes, its observer
 decodes the new setting, encodes the PNG and hands it to the image widget
-(:meth:`latentlab.sliders.LiveSliders.redraw`, driven through the widget exactly as the frontend
+(:meth:`latentlab.editing.sliders.LiveSliders.redraw`, driven through the widget exactly as the frontend
 does). Decoding time does not depend on what the weights learned, so the models are freshly built
 with the face models' default (paper-size) networks. The target is under 100 ms per redraw on a CPU for
 the 64 px models. The static columns give the cost of the HTML counterpart: the time to decode
@@ -21,8 +21,8 @@ import time
 import torch
 
 from .bench import hardware
-from .sliders import LiveSliders, static_sliders
-from .models import FACE_MODELS, face_model
+from ..editing.sliders import LiveSliders, static_sliders
+from ..models import FACE_MODELS, face_model
 
 # every registered face model that decodes images (a plain classifier has no sliders)
 SLIDER_MODELS = [name for name, entry in FACE_MODELS.items() if entry.generative]

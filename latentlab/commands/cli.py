@@ -23,9 +23,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import config, distributed
-from .data.faces import FACE_SUBSETS
-from .models import FACE_MODELS, face_model
+from .. import config, distributed
+from ..data.faces import FACE_SUBSETS
+from ..models import FACE_MODELS, face_model
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -102,14 +102,14 @@ def _training_data(args: argparse.Namespace):
     """The training set and a line saying exactly which data it is."""
     labelled = FACE_MODELS[args.model].needs_labels
     if args.data == "synthetic":
-        from .data.synthfaces import synthetic_faces
+        from ..data.synthfaces import synthetic_faces
 
         faces = synthetic_faces(num_train=args.num_train, num_test=1, image_size=args.image_size, seed=args.seed)
         x, y = faces.split(args.subset, "train")
         if y.dim() != 1:
             raise SystemExit(f"subset {args.subset} has several labels; these models take one binary attribute")
         return ((x, y) if labelled else (x,)), faces.describe()
-    from .data.celeba import CelebAFaces
+    from ..data.celeba import CelebAFaces
 
     dataset = CelebAFaces(
         split="train",
@@ -123,7 +123,7 @@ def _training_data(args: argparse.Namespace):
 
 
 def train_command(args: argparse.Namespace) -> None:
-    from .training import fit, write_atomically
+    from ..training import fit, write_atomically
 
     device = distributed.setup()
     main = distributed.is_main_process()
@@ -165,14 +165,14 @@ def train_command(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .training import CheckpointError, NonFiniteLossError
+        from ..training import CheckpointError, NonFiniteLossError
 
         try:
             train_command(args)
         except (ValueError, CheckpointError, NonFiniteLossError) as err:  # a user's mistake: its message, no traceback
             raise SystemExit(f"latentlab train: error: {err}") from err
     elif args.command == "fetch-inception":
-        from .fid import download_inception_weights
+        from ..evaluation.fid import download_inception_weights
 
         print(f"Inception-v3 weights for FID: {download_inception_weights()}")
     elif args.command == "bench-sliders":

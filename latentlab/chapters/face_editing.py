@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from . import config, metrics
-from .config import Profile
-from .data.faces import FaceImages, subset_attributes
-from .fid import FeatureExtractor, frechet_distance
-from .judge import IndependentJudge
-from .models import FACE_MODELS, LatentVariableModel, face_model
-from .training import fit, list_checkpoints
+from .. import config
+from ..evaluation import metrics
+from ..config import Profile
+from ..data.faces import FaceImages, subset_attributes
+from ..evaluation.fid import FeatureExtractor, frechet_distance
+from ..evaluation.judge import IndependentJudge
+from ..models import FACE_MODELS, LatentVariableModel, face_model
+from ..training import fit, list_checkpoints
 
 #: figures the papers report (CelebA; the protocol each used), to print next to ours
 PAPER_FIGURES = [
@@ -194,7 +195,7 @@ def editing_scores(
     # CSVAE has no classifier of its own
     row["own-head acc"] = float((model.predict(x).cpu() == y).float().mean()) if model.has_classifier else float("nan")
     if faces.identity_test is not None:
-        from .data.synthfaces import attribute_regions
+        from ..data.synthfaces import attribute_regions
 
         rows = slice(0, len(x))
         identity = metrics.identity_preservation(
@@ -246,8 +247,8 @@ def chapter_run(profile: Profile | None = None) -> ChapterRun:
     On CelebA the widths are the papers' and 30 epochs (the papers train 10 to 150); on synthetic
     faces narrow nets keep a CPU run to about a minute per model.
     """
-    from .data import DatasetNotFoundError, load_celeba_in_memory
-    from .data.synthfaces import synthetic_faces
+    from ..data import DatasetNotFoundError, load_celeba_in_memory
+    from ..data.synthfaces import synthetic_faces
 
     profile = profile or config.profile()
     faces, why = None, f"profile {profile.name} runs on synthetic faces"

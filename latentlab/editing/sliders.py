@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .models import LatentVariableModel
-from .models.space import PrincipalDirections, SliderSpace, principal_directions
+from ..models import LatentVariableModel
+from ..models.space import PrincipalDirections, SliderSpace, principal_directions
 
 Caption = Callable[[torch.Tensor], Sequence[str]]
 
