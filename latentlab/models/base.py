@@ -221,6 +221,11 @@ class LatentVariableModel(nn.Module):
         """The mean of the likelihood: probabilities for Bernoulli logits, the output itself otherwise."""
         return torch.sigmoid(decoder_output) if self.likelihood == "bernoulli" else decoder_output
 
+    def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """One image per label in ``y``: the label's latent drawn from its prior, the rest from ``style``
+        (one row per label) or N(0, I). A model without labels takes the number of images instead."""
+        raise NotImplementedError(f"{type(self).__name__} does not sample from labels")
+
     def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Change the attribute of ``x`` from ``y`` to ``target``; models without labels cannot."""
         raise NotImplementedError(f"{type(self).__name__} has no label to edit")

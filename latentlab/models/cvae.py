@@ -81,9 +81,9 @@ class CVAE(LabelDecoderModel):
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor) -> torch.Tensor:
-        """One draw z ~ N(0, I) per label in ``y``, decoded with that label."""
-        z = torch.randn(len(y), self.latent_dim, device=self.decoder_log_std.device)
+    def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """One draw z ~ N(0, I) per label in ``y`` (or the rows of ``style``), decoded with that label."""
+        z = torch.randn(len(y), self.latent_dim, device=self.device) if style is None else style.to(self.device)
         return self.decode({"z": z}, y)
 
 

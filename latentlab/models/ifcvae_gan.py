@@ -27,26 +27,23 @@ Choices, and how they differ from the paper:
   minimises L_gan" make the discriminator tell real from fake, and "the encoder maximises L_aux"
   make it hide y from A.
 * The reconstruction BCE is summed over colour channels and divided by the image area, and L_KL
-  by the latent size, as in the author's public code. But every term here is a mean over the
-  batch, while that code *sums* L_rec, L_KL and the GAN terms over the batch (``size_average=False``)
-  and averages only the class and auxiliary BCEs: relative to L_rec, ``rho`` and the L_aux weight
-  act about batch-size times (64) stronger here than there. Cross entropy over ``num_classes``
+  by the latent size, as in the author's public code; every term is a batch mean here (that code
+  sums L_rec, L_KL and the GAN terms over the batch, so ``rho`` and the L_aux weight act about
+  batch-size times stronger here: see the book's implementation notes). Cross entropy over ``num_classes``
   replaces the binary one (the same for 2 classes); ``aux_weight`` makes eq. 6's weight 1 on L_aux
   explicit (0: the "without L_aux" ablation).
 * ``rho`` defaults to 1.0, the value sec. 4.4 states for the residual-net experiment whose numbers
   (MSE 0.011, 98% / 100%) Table 3 repeats; Table 3's caption says 0.1, apparently carried over from
   Table 1 (the DCGAN ablation: rho = 0.1, delta = 0.1, alpha = 0.2). The defaults are sec. 4.4's
   weights whatever the nets: the low KL weight is the regime of the paper's comparison with the
-  cVAE-GAN. (On 32 px synthetic faces with alpha = 0.2 we measured the KL term alone keeping the
-  label out of z, so edits worked with and without L_aux; with alpha = 0.005 only L_aux does it.)
+  cVAE-GAN.
 * ``detach_label_features=True``: the head reads detached encoder features, as in the author's
   public code, so L_class shapes only the head, not the features z is computed from. The head
   still receives L_rec's (and the GAN term's) gradient through y_hat, which is part of phi's loss.
 * ``generator_loss="non_saturating"`` replaces -delta L_gan in the decoder's and encoder's losses by
   delta * 1/2 [BCE(C(x_hat), 1) + BCE(C(x_prior), 1)] (fakes labelled real, as the author's code
   does): the same fixed point, but strong gradients while the discriminator wins easily.
-  ``"minimax"`` (default) is eqs. 3-4 as printed; its gradient vanishes once C rejects every fake
-  (in short CPU runs L_gan falls to about 0.001 and the GAN term stops acting).
+  ``"minimax"`` (default) is eqs. 3-4 as printed; its gradient vanishes once C rejects every fake.
 * ``decode_with="label"`` decodes the true one-hot y during training: the naive cVAE-GAN baseline
   of Bao et al. (with ``aux_weight=0``); the head is still trained, for reporting its accuracy.
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..checks import check_count
+from ..checks import check_count, check_face_image_size
 
 #: latent size per image size when none is given (IntroVAC: 256 at 128 px)
 DEFAULT_LATENT_DIM = {32: 64, 64: 128, 128: 256}
@@ -73,8 +73,7 @@ def face_model(
     """
     if name not in FACE_MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(FACE_MODELS)}")
-    if image_size not in DEFAULT_LATENT_DIM:
-        raise ValueError(f"face models take 32, 64 or 128 px images, got {image_size}; resize the images")
+    check_face_image_size(image_size)
     # None means the default; 0 is a mistake, not a request for the default
     latent_dim = DEFAULT_LATENT_DIM[image_size] if latent_dim is None else check_count(latent_dim, "latent_dim", 1)
     net_args = {"kind": nets, "channels": None if channels is None else tuple(channels)}

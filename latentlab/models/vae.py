@@ -101,10 +101,10 @@ class VAE(LatentVariableModel):
         return torch.logsumexp(torch.stack(log_weights), 0) - math.log(num_samples)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """Decode n draws from the prior N(0, I)."""
-        device = next(self.parameters()).device
-        return self.decode(torch.randn(n, self.latent_dim, device=device))
+    def sample(self, n: int, style: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``n`` draws from the prior N(0, I) (or the codes ``style``, one row each): without labels, a count."""
+        z = torch.randn(n, self.latent_dim, device=self.device) if style is None else style.to(self.device)
+        return self.decode(z)
 
     def controls(self) -> list[Control]:
         return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]

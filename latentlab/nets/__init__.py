@@ -16,10 +16,9 @@ from .faces import (
     ResidualDecoder,
     ResidualEncoder,
     ResidualTrunk,
-    SUPPORTED_SIZES,
     WIDTHS,
 )
 from .small import MLP, ConvClassifier, ConvDecoder, ConvEncoder, GaussianHead, MLPDecoder, MLPEncoder
 
 __all__ = ["MLP", "GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ConvClassifier",
-           "SUPPORTED_SIZES", "WIDTHS", "CLASSIFIER_WIDTHS", "KINDS", "num_stages", "default_channels", "ResidualBlock", "ResidualTrunk", "DCGANTrunk", "ResidualEncoder", "ResidualDecoder", "DCGANEncoder", "DCGANDecoder", "Discriminator", "FaceClassifier", "face_networks"]
+           "WIDTHS", "CLASSIFIER_WIDTHS", "KINDS", "num_stages", "default_channels", "ResidualBlock", "ResidualTrunk", "DCGANTrunk", "ResidualEncoder", "ResidualDecoder", "DCGANEncoder", "DCGANDecoder", "Discriminator", "FaceClassifier", "face_networks"]
