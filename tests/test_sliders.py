@@ -252,3 +252,22 @@ def test_axis_readings_average_the_reading_at_each_end_and_at_the_images_own_val
             expected["high"] += float(space.traverse(a, [axis.high]).mean()) / len(x)
         for end, value in expected.items():
             assert float(row[end][0]) == pytest.approx(value, abs=1e-5)
+
+
+def test_static_sliders_show_only_the_chosen_axes_in_the_order_given(images):
+    x, _ = images
+    model = build("ccvae")
+    space = slider_space(model, x[0])
+    assert len(space.axes) == 2
+    page = static_sliders(model, x[:1], num_frames=3, axes=[1, 0]).html()
+    data = json.loads(re.search(r'class="latentlab-slider-frames">(.*?)</script>', page, re.S).group(1))
+    entry = data["images"][0]
+    assert [axis["name"] for axis in entry["axes"]] == [space.axes[1].name, space.axes[0].name]
+    frames = space.traverse(1, torch.tensor(entry["axes"][0]["values"]))
+    first = next(f for f, uri in enumerate(entry["axes"][0]["frames"]) if uri is not None)
+    assert decode_data_uri(entry["axes"][0]["frames"][first]).tolist() == np.asarray(
+        Image.open(io.BytesIO(encode_image(frames[first])))).tolist()
+    count = len(space.axes)
+    for bad in ([count], [-1], [1, 1], []):
+        with pytest.raises(ValueError, match=f"axes must be distinct indices 0..{count - 1}"):
+            static_sliders(model, x[:1], num_frames=3, axes=bad)

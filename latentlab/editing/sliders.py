@@ -370,6 +370,7 @@ def static_sliders(
     display_size: int = 128,
     image_format: str = "auto",
     caption: Caption | None = None,
+    axes: Sequence[int] | None = None,
 ) -> StaticSliders:
     """Decode ``num_frames`` settings of every axis, for every input image, into a :class:`StaticSliders`.
 
@@ -377,7 +378,8 @@ def static_sliders(
     it, so that frame is the reconstruction. ``image_format``: ``"png"``, ``"jpeg"`` or ``"auto"``
     (PNG up to 32 px, JPEG above, which keeps a photo slider a few hundred KB). ``caption``: maps a
     batch of decoded images to one string each (e.g. an independent classifier's reading), shown
-    under the frame.
+    under the frame. ``axes``: indices of the axes to show (default: all), so a model with many
+    (a 64-dimensional z_c) shows the few that matter without decoding frames for the rest.
     """
     if num_frames < 2:
         raise ValueError(f"num_frames must be at least 2, got {num_frames}")
@@ -390,6 +392,7 @@ def static_sliders(
     for index, name in enumerate(_image_names(images, labels, names)):
         space = space_of(index)
         kind = space.kind
+        shown = _chosen_axes(axes, len(space.axes))
         reconstruction = space.render(space.defaults)
         entry = {
             "name": name,
@@ -398,7 +401,8 @@ def static_sliders(
             "reconstruction_caption": caption(reconstruction)[0] if caption else "",
             "axes": [],
         }
-        for a, axis in enumerate(space.axes):
+        for a in shown:
+            axis = space.axes[a]
             grid = torch.linspace(axis.low, axis.high, num_frames)
             own = int((grid - axis.default).abs().argmin())
             grid[own] = axis.default
@@ -414,6 +418,16 @@ def static_sliders(
         entries.append(entry)
     title = title or f"{type(model).__name__}: {kind}"
     return StaticSliders(title, {"images": entries}, display_size)
+
+
+def _chosen_axes(axes: Sequence[int] | None, count: int) -> list[int]:
+    if axes is None:
+        return list(range(count))
+    chosen = [int(a) for a in axes]
+    bad = [a for a in chosen if not 0 <= a < count]
+    if not chosen or bad or len(set(chosen)) != len(chosen):
+        raise ValueError(f"axes must be distinct indices 0..{count - 1} of the model's {count} slider axes, got {list(axes)}")
+    return chosen
 
 
 @torch.no_grad()
