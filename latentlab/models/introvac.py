@@ -43,10 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_binary_labels
-from ..nets.faces import face_networks
 from .base import Batch, bce_against, split_batch
 from .registry import register_face_model
-from .vac import VAC
+from .vac import VAC, attribute_face_builder
 
 
 class IntroVAC(VAC):
@@ -133,10 +132,4 @@ class IntroVAC(VAC):
         return {name: float(value.detach()) for name, value in terms.items()}
 
 
-@register_face_model("introvac", several_attributes=True)
-def _face_introvac(size, latent, classes, nets, kwargs):
-    """IntroVAC: k binary attributes (``num_labels``), so ``num_classes`` must be 2."""
-    if classes != 2:
-        raise ValueError(f"introvac models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
-    encoder, decoder = face_networks(size, latent, **nets)
-    return IntroVAC(encoder, decoder, **kwargs)
+register_face_model("introvac", several_attributes=True)(attribute_face_builder(IntroVAC))

@@ -263,10 +263,18 @@ class VAC(LatentVariableModel):
                            "delta along each attribute direction w_i/||w_i||")
 
 
-@register_face_model("vac", several_attributes=True)
-def _face_vac(size, latent, classes, nets, kwargs):
-    """VAC: k binary attributes (``num_labels``), so ``num_classes`` must be 2."""
-    if classes != 2:
-        raise ValueError(f"vac models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
-    encoder, decoder = face_networks(size, latent, **nets)
-    return VAC(encoder, decoder, **kwargs)
+def attribute_face_builder(model_class: type[VAC]):
+    """The face builder of VAC or a subclass (IntroVAC): k binary attributes (``num_labels``), so
+    ``num_classes`` must be 2."""
+
+    def build(size, latent, classes, nets, kwargs):
+        if classes != 2:
+            name = model_class.__name__.lower()
+            raise ValueError(f"{name} models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
+        encoder, decoder = face_networks(size, latent, **nets)
+        return model_class(encoder, decoder, **kwargs)
+
+    return build
+
+
+register_face_model("vac", several_attributes=True)(attribute_face_builder(VAC))
