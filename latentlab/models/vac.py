@@ -30,7 +30,6 @@ Choices, following the authors' public code where the paper is silent:
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from dataclasses import replace
 
 import torch
