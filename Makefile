@@ -39,16 +39,16 @@ test: $(STAMP)
 		echo "Browser check of the book skipped: the book is not built ($(BOOK_HTML) missing; make book, then make check-book)"; \
 	fi
 
-# Opens every page of _toc.yml in the built book in headless Chromium (tests/check_book.py):
+# Opens every page of _toc.yml in the built book in headless Chromium (tools/check_book.py):
 # no console error and no request off this machine, math typeset, images loaded, sliders move
 # their image, launch notes, internal links, page sizes; screenshots in _build/screenshots/.
 check-book: $(STAMP) chromium
 	@test -f $(BOOK_HTML) || { echo "check-book: $(BOOK_HTML) missing; run make book first"; exit 1; }
-	$(BIN)/python tests/check_book.py --html _build/html --screenshots _build/screenshots
+	$(BIN)/python tools/check_book.py --html _build/html --screenshots _build/screenshots
 
 # Debian's chromium, installed quietly when it is missing and this user may install it (root, or
 # sudo without a password); otherwise how to install it, and a failure. CHROMIUM=/path/to/chrome
-# names another Chromium build (tests/check_book.py uses it too).
+# names another Chromium build (tools/check_book.py uses it too).
 chromium:
 	@if { [ -n "$$CHROMIUM" ] && [ -x "$$CHROMIUM" ]; } || command -v chromium >/dev/null 2>&1; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \

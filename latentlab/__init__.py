@@ -1,48 +1,27 @@
 """latentlab: VAEs that learn interpretable latent subspaces from labels.
 
-Public names only; each lives in its own module:
+The folders show the architecture; each layer imports only the ones above it in this list:
 
-* :mod:`latentlab.config`        run profile, device, data root, seeding
-* :mod:`latentlab.distributions` reparameterisation, KL divergences, likelihoods
-* :mod:`latentlab.nets`          encoders and decoders (MLP, small conv)
-* :mod:`latentlab.nets_faces`    residual (IntroVAE/IntroVAC) and DCGAN nets for 32-128 px faces, discriminator
-* :mod:`latentlab.models`        one file per model, one interface for all
-* :mod:`latentlab.train`         the one training loop, checkpoints, resume, GPU switches
-* :mod:`latentlab.distributed`   data-parallel training over processes started by torchrun
-* :mod:`latentlab.zoo`           every model built for face images by name
-* :mod:`latentlab.exact`         linear-Gaussian models with exact evidence (for checking bounds)
-* :mod:`latentlab.data`          datasets (toy sets; digits; CelebA; synthetic faces; label splits)
-* :mod:`latentlab.metrics`       reconstruction, probes, edit success, identity and locality, for any model
-* :mod:`latentlab.judge`         the independent attribute classifier that scores edits
-* :mod:`latentlab.fid`           FID through torchmetrics, with a named fallback feature space
-* :mod:`latentlab.face_editing`  every model trained on one face subset and scored the same way (import it by name)
-* :mod:`latentlab.edit`          editing helpers shared by models
-* :mod:`latentlab.langevin`      conditional sampling from p(z|y) by Langevin Monte Carlo (VAC, IntroVAC)
-* :mod:`latentlab.plot`          image grids and study plots
-* :mod:`latentlab.sliders`       latent sliders: live (ipywidgets) and static (HTML frames, no kernel)
+* foundation: :mod:`latentlab.config` (run profile, device, data root, seeding), :mod:`latentlab.checks`
+  (argument and data checks), :mod:`latentlab.distributions` (reparameterisation, KL, likelihoods),
+  :mod:`latentlab.distributed` (torchrun data parallelism)
+* :mod:`latentlab.data`        datasets (toy sets; digits; CelebA; synthetic faces; label splits)
+* :mod:`latentlab.nets`        encoders and decoders: small MLP/conv, and residual/DCGAN nets for faces
+* :mod:`latentlab.models`      one file per model, one interface for all (loss, update rule, edits,
+  sliders), each registering its face builders (``face_model(name)``)
+* :mod:`latentlab.training`    the one loop (``fit``), checkpoints, resume, the NaN guard, epoch selection
+* :mod:`latentlab.evaluation`  metrics, the independent judge, FID, exact linear-Gaussian models
+* :mod:`latentlab.editing`     edit helpers, Langevin sampling, latent sliders
+* :mod:`latentlab.chapters`    what the book's chapters share: figure style, the face-editing runs
+* :mod:`latentlab.commands`    ``python -m latentlab``: train, bench, bench-sliders, fetch-inception
 """
 
 __version__ = "0.1.0"
 
-from . import (
-    config,
-    data,
-    distributed,
-    distributions,
-    edit,
-    exact,
-    fid,
-    langevin,
-    metrics,
-    nets,
-    nets_faces,
-    plot,
-    sliders,
-    zoo,
-)
+from . import config, data, distributed, distributions, editing, evaluation, models, nets, training
 from .config import describe_run, launch_note, profile
 from .distributions import DiagonalGaussian
-from .judge import IndependentJudge
+from .evaluation.judge import IndependentJudge
 from .models import (
     CCVAE,
     CSVAE,
@@ -57,27 +36,23 @@ from .models import (
     IFcVAEGAN,
     IntroVAC,
     LatentVariableModel,
+    face_model,
 )
-from .train import CheckpointError, NonFiniteLossError, fit, load_checkpoint
+from .training import CheckpointError, NonFiniteLossError, fit, fit_selecting_epoch, load_checkpoint
 
 __all__ = [
     "__version__",
     "config",
     "distributions",
-    "exact",
     "nets",
-    "nets_faces",
+    "models",
+    "training",
+    "evaluation",
+    "editing",
     "distributed",
-    "zoo",
-    "fid",
     "IndependentJudge",
     "AttributeClassifier",
     "data",
-    "metrics",
-    "edit",
-    "langevin",
-    "plot",
-    "sliders",
     "describe_run",
     "launch_note",
     "profile",
@@ -94,7 +69,9 @@ __all__ = [
     "Classifier",
     "Control",
     "LatentVariableModel",
+    "face_model",
     "fit",
+    "fit_selecting_epoch",
     "load_checkpoint",
     "CheckpointError",
     "NonFiniteLossError",

@@ -1,5 +1,5 @@
-"""``python -m latentlab ...`` (and ``torchrun ... -m latentlab ...``): see :mod:`latentlab.cli`."""
+"""``python -m latentlab ...`` (and ``torchrun ... -m latentlab ...``): see :mod:`latentlab.commands.cli`."""
 
-from .cli import main
+from .commands.cli import main
 
 main()

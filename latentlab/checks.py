@@ -137,6 +137,25 @@ def check_partial_labels(
 # ----------------------------------------------------------------------------- training arguments and data
 
 
+#: the square image sizes every face network, face dataset and face model is built for
+FACE_IMAGE_SIZES = (32, 64, 128)
+
+
+def check_face_image_size(image_size: object, who: str = "face models") -> int:
+    """One of :data:`FACE_IMAGE_SIZES` (the residual nets pool to 4x4 from these), with the resize that fixes it."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in FACE_IMAGE_SIZES:
+        sizes = ", ".join(map(str, FACE_IMAGE_SIZES[:-1])) + f" or {FACE_IMAGE_SIZES[-1]}"
+        hint = ""
+        if isinstance(image_size, int) and image_size > 0:
+            nearest = min(FACE_IMAGE_SIZES, key=lambda size: abs(size - image_size))
+            hint = f" (e.g. torchvision.transforms.Resize({nearest}) then CenterCrop({nearest}))"
+        raise ValueError(
+            f"{who} take {sizes} px square images (FACE_IMAGE_SIZES), got image_size={image_size!r}; "
+            f"resize the images to one of these sizes{hint}"
+        )
+    return int(image_size)
+
+
 def check_count(value: object, name: str, minimum: int = 0, hint: str = "") -> int:
     """A whole number ``>= minimum`` (bool, float and string counts are refused, not rounded)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from latentlab import CSVAE, VAC, VAE, Classifier, config, fit, zoo
+from latentlab import CSVAE, VAC, VAE, Classifier, config, face_model, fit
 from latentlab.models import CCVAE
 from latentlab.nets import MLP, MLPDecoder, MLPEncoder
 
@@ -39,7 +39,7 @@ def test_a_decoder_narrower_than_the_data_is_refused_not_broadcast():
 
 def test_images_in_0_255_are_refused_with_the_divide_by_255_hint():
     torch.manual_seed(0)
-    faces = zoo.face_model("vae", image_size=32, latent_dim=4, channels=(8, 16, 32))
+    faces = face_model("vae", image_size=32, latent_dim=4, channels=(8, 16, 32))
     pixels = torch.randint(0, 256, (8, 3, 32, 32)).float()
     refused(faces, pixels, r"x has values in \[0, 255\], outside \[0, 1\]: images must be floats in \[0, 1\].*x = x / 255",
             batch_size=4)
@@ -158,7 +158,7 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_refused_by_every_mod
 
 def test_latent_dim_zero_is_refused_not_replaced_by_the_default():
     with pytest.raises(ValueError, match="latent_dim must be >= 1, got 0"):
-        zoo.face_model("vae", image_size=32, latent_dim=0)
+        face_model("vae", image_size=32, latent_dim=0)
 
 
 def test_vac_edits_and_moves_a_float64_model():

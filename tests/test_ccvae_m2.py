@@ -18,7 +18,7 @@ from latentlab import CCVAE, M2, Classifier, fit
 from latentlab.checks import UNLABELLED
 from latentlab.data import label_split, load_digits, semi_supervised
 from latentlab.distributions import DiagonalGaussian
-from latentlab.metrics import classification_accuracy, conditional_generation_accuracy, style_preservation
+from latentlab.evaluation.metrics import classification_accuracy, conditional_generation_accuracy, style_preservation
 from latentlab.models.base import LatentVariableModel
 from latentlab.nets import MLP, ConvClassifier, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
@@ -152,7 +152,7 @@ def test_ccvae_supervised_bound_matches_eq4_by_hand():
     model = tiny_ccvae(beta=0.5, samples=7)
     x, y = torch.randn(4, 6), torch.tensor([0, 2, 1, 2])
     torch.manual_seed(11)
-    got = model.supervised_bound(x, y)
+    got = model.labelled_bound(x, y)
     torch.manual_seed(11)  # replay: first the reparameterised z, then the K draws of z_c for q(y|x)
     eps = torch.randn(4, 5)
     eps_k = torch.randn(7, 4, 3)
@@ -177,7 +177,7 @@ def test_ccvae_supervised_gradients_see_q_y_given_zc_through_a_detached_z_c():
         return torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
 
     torch.manual_seed(11)
-    got = encoder_grads(model.supervised_bound(x, y)["bound"])
+    got = encoder_grads(model.labelled_bound(x, y)["bound"])
     hand = {}
     for detach in (True, False):
         torch.manual_seed(11)
@@ -229,7 +229,7 @@ def test_ccvae_unsupervised_bound_sums_over_every_class():
         model.classifier.weight.mul_(0.5)
     x = torch.randn(5, 6)
     torch.manual_seed(3)
-    got = model.unsupervised_bound(x)["bound"]
+    got = model.unlabelled_bound(x)["bound"]
     torch.manual_seed(3)
     want = hand_ccvae_unsupervised(model, x, torch.randn(5, 5))
     assert torch.allclose(want["weights"].sum(-1), torch.ones(5), atol=1e-6)
@@ -605,7 +605,7 @@ def encoder_gradient(model, x, y, offset, monkeypatch):
     monkeypatch.setattr(model, "reconstruction_log_likelihood", lambda x_, out: plain(model, x_, out) + offset)
     model.zero_grad()
     torch.manual_seed(5)
-    model.supervised_bound(x, y)["bound"].mean().backward()
+    model.labelled_bound(x, y)["bound"].mean().backward()
     return [p.grad.clone() for p in model.encoder.parameters()]
 
 
@@ -648,9 +648,9 @@ def test_ccvae_warns_once_when_log_px_is_positive_and_faces_use_laplace_scale_on
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.loss_terms((x, torch.tensor([0, 1, 2, 0])))  # once is enough
-    from latentlab import zoo
+    from latentlab import face_model
 
-    faces = zoo.face_model("ccvae", image_size=32, channels=(8, 16, 32), latent_dim=8)
+    faces = face_model("ccvae", image_size=32, channels=(8, 16, 32), latent_dim=8)
     assert float(faces.decoder_log_std.exp()) == 1.0 and faces.likelihood == "laplace"
     images, decoded = torch.rand(5, 3, 32, 32), torch.rand(5, 3, 32, 32)
     assert bool((faces.reconstruction_log_likelihood(images, decoded) < 0).all())  # -|x - mu| - log 2 per value

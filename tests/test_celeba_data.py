@@ -22,7 +22,7 @@ from latentlab.data.celeba import (
     load_celeba_in_memory,
 )
 from latentlab.data.faces import FaceImages
-from latentlab.data.mnist import DatasetNotFoundError
+from latentlab.data import DatasetNotFoundError
 
 WIDTH, HEIGHT = 178, 218  # CelebA's aligned images
 RED_BOX = (60, 90, 100, 130)  # left, upper, right, lower: inside the crop, lands where the math says

@@ -1,4 +1,4 @@
-"""tests/check_book.py can fail: small sites generated here, each with one fault, are caught.
+"""tools/check_book.py can fail: small sites generated here, each with one fault, are caught.
 
 A good site (launch notes, typeset math, images from a file and a data URI, a working slider,
 links to pages and fragments) passes; each bad variant fails on the page and for the reason

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from latentlab import distributed
-from latentlab.train import list_checkpoints, step_batches
+from latentlab.training import list_checkpoints, step_batches
 
 HERE = Path(__file__).parent
 

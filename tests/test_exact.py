@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from latentlab.exact import LinearGaussianModel
+from latentlab.evaluation.exact import LinearGaussianModel
 
 
 def test_log_evidence_matches_monte_carlo_over_the_prior():

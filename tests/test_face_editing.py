@@ -10,7 +10,7 @@ import torch
 from latentlab import IndependentJudge
 from latentlab.config import Profile
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model, training_table
+from latentlab.chapters.face_editing import chapter_run, checkpoint_dir, editing_scores, train_face_model, training_table
 
 NETS = {"channels": (8, 16, 32), "latent_dim": 8}
 

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from latentlab import fid, metrics
+from latentlab.evaluation import fid, metrics
 from latentlab.models import AttributeClassifier
 
 

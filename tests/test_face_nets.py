@@ -1,4 +1,4 @@
-"""Face networks (latentlab.nets_faces): shapes, channel schedules, conditions, gradients, memory formats."""
+"""Face networks (latentlab.nets.faces): shapes, channel schedules, conditions, gradients, memory formats."""
 
 import pytest
 import torch
@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentlab.distributions import DiagonalGaussian
-from latentlab.nets_faces import (
+from latentlab.checks import FACE_IMAGE_SIZES
+from latentlab.nets.faces import (
     CLASSIFIER_WIDTHS,
-    SUPPORTED_SIZES,
     DCGANDecoder,
     DCGANEncoder,
     Discriminator,
@@ -66,7 +66,7 @@ def run(name: str, net: nn.Module, image_size: int, batch: int = 2) -> torch.Ten
 # ----------------------------------------------------------------------------- shapes
 
 
-@pytest.mark.parametrize("image_size", SUPPORTED_SIZES)
+@pytest.mark.parametrize("image_size", FACE_IMAGE_SIZES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_encoder_and_decoder_shapes(kind, image_size):
     ch = tiny(image_size)
@@ -80,7 +80,7 @@ def test_encoder_and_decoder_shapes(kind, image_size):
     assert decoder(q.rsample()).shape == (2, 3, image_size, image_size)
 
 
-@pytest.mark.parametrize("image_size", SUPPORTED_SIZES)
+@pytest.mark.parametrize("image_size", FACE_IMAGE_SIZES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_discriminator_and_classifier_shapes(kind, image_size):
     ch, x = tiny(image_size), images(image_size)

@@ -1,4 +1,4 @@
-"""The GPU switches of the loop (exercised on CPU), the face model zoo, the command line and the benchmark."""
+"""The GPU switches of the loop (exercised on CPU), the face models by name, the command line and the benchmark."""
 
 import json
 
@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import bench, cli, fit
+from latentlab import fit
+
+from latentlab.commands import bench, cli
 from latentlab.models.base import LatentVariableModel
-from latentlab.train import list_checkpoints
-from latentlab.zoo import BUILDERS, UNLABELLED_MODELS, face_model
+from latentlab.training import list_checkpoints
+from latentlab.models import FACE_MODELS, face_model
 
 
 class Recorder(LatentVariableModel):
@@ -65,19 +67,19 @@ def test_gpu_defaults_stay_off_on_cpu_and_amp_is_refused_there():
         fit(Recorder(), torch.rand(4, 3, 6, 6), epochs=1, batch_size=4, progress=False, device="cpu", amp=True)
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(FACE_MODELS))
 def test_every_face_model_takes_a_training_step_at_32_px(name):
     torch.manual_seed(0)
     model = face_model(name, image_size=32, latent_dim=8)
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    terms = model.training_step((x,) if name in UNLABELLED_MODELS else (x, y), model.configure_optimizers())
+    terms = model.training_step((x, y) if FACE_MODELS[name].needs_labels else (x,), model.configure_optimizers())
     assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())
     moved = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert len(moved) > 0.9 * len(before), f"{name}: only {len(moved)} of {len(before)} parameters moved"
 
 
-def test_zoo_refuses_unknown_models_and_sizes():
+def test_face_model_refuses_unknown_models_and_sizes():
     with pytest.raises(ValueError, match="choose one of"):
         face_model("gan", image_size=32)
     with pytest.raises(ValueError, match="32, 64 or 128"):
@@ -98,7 +100,7 @@ def test_command_line_trains_then_resumes_instead_of_retraining(tmp_path, capsys
 
 
 def test_command_line_explains_missing_celeba(tmp_path, monkeypatch):
-    from latentlab.data.mnist import DatasetNotFoundError
+    from latentlab.data import DatasetNotFoundError
 
     monkeypatch.setenv("LATENTLAB_DATA", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match="list_attr_celeba.txt"):
@@ -113,7 +115,7 @@ def test_benchmark_measures_a_training_step():
     assert "cores" in bench.hardware(torch.device("cpu"))
 
 
-def test_zoo_passes_narrower_widths_to_every_network():
+def test_face_model_passes_narrower_widths_to_every_network():
     model = face_model("condvae_info", image_size=32, latent_dim=4, channels=(8, 16, 32))
     assert list(model.encoder.channels) == [8, 16, 32] and list(model.decoder.channels) == [8, 16, 32]
     assert list(model.classifier.trunk.channels) == [8, 16, 32]

@@ -9,12 +9,12 @@ from torch import nn
 
 from latentlab import fit
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.judge import IndependentJudge
-from latentlab.metrics import attribute_edit_success
+from latentlab.evaluation.judge import IndependentJudge
+from latentlab.evaluation.metrics import attribute_edit_success
 from latentlab.models.ifcvae_gan import IFcVAEGAN
 from latentlab.nets import MLPEncoder
-from latentlab.nets_faces import Discriminator, face_networks
-from latentlab.train import list_checkpoints, load_checkpoint
+from latentlab.nets.faces import Discriminator, face_networks
+from latentlab.training import list_checkpoints, load_checkpoint
 
 X = torch.rand(4, 3, 32, 32)
 Y = torch.tensor([0, 1, 0, 1])

@@ -9,16 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentlab import VAC, IntroVAC, fit, zoo
+from latentlab import VAC, IntroVAC, face_model, fit
 from latentlab.data.synthfaces import synthetic_faces
-from latentlab.langevin import langevin_conditional_samples
+from latentlab.editing.langevin import langevin_conditional_samples
 
 SIZE, CHANNELS, LATENT = 32, (8, 16, 32), 6
 
 
 def tiny(name="introvac", **kwargs):
     torch.manual_seed(0)
-    return zoo.face_model(name, image_size=SIZE, channels=CHANNELS, latent_dim=LATENT, **kwargs)
+    return face_model(name, image_size=SIZE, channels=CHANNELS, latent_dim=LATENT, **kwargs)
 
 
 def batch(n=6, num_labels=1, seed=1):
@@ -207,7 +207,7 @@ def trained_eye_model():
     faces = synthetic_faces(1024, 400, image_size=SIZE, seed=0)
     x, y = faces.split("Eye", "train")
     torch.manual_seed(0)
-    model = zoo.face_model("introvac", image_size=SIZE, channels=(16, 32, 64), latent_dim=16, warmup_epochs=1)
+    model = face_model("introvac", image_size=SIZE, channels=(16, 32, 64), latent_dim=16, warmup_epochs=1)
     fit(model, (x, y), epochs=3, batch_size=64, seed=0, progress=False)
     return model, faces.split("Eye", "test")
 
@@ -266,7 +266,7 @@ def test_langevin_rejects_samples_the_model_misreads(monkeypatch):
 
 
 def test_bad_arguments_are_refused_with_the_fix():
-    from latentlab.nets_faces import face_networks
+    from latentlab.nets.faces import face_networks
 
     encoder, decoder = face_networks(SIZE, LATENT, channels=CHANNELS, encoder_condition_dim=2)
     with pytest.raises(ValueError, match="condition_dim=0"):
@@ -277,7 +277,7 @@ def test_bad_arguments_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="attribute_names"):
         VAC(encoder, decoder, num_labels=2, attribute_names=["Eyeglasses"])
     with pytest.raises(ValueError, match="num_classes must be 2"):
-        zoo.face_model("introvac", image_size=SIZE, num_classes=3)
+        face_model("introvac", image_size=SIZE, num_classes=3)
     with pytest.raises(ValueError, match="pass batches"):
         tiny().loss_terms((batch()[0],))
 

@@ -1,6 +1,6 @@
 """LiveSliders in a browser, with a live kernel: JupyterLab 4 and Jupyter Notebook 7, end to end.
 
-tests/test_sliders.py checks the Python side of `latentlab.sliders.LiveSliders`. This file checks
+tests/test_sliders.py checks the Python side of `latentlab.editing.sliders.LiveSliders`. This file checks
 what a reader sees: for each frontend it starts a real Jupyter server from this environment
 (on 127.0.0.1, a free port, a random token, config and runtime directories of its own), opens a
 one-cell notebook in headless Chromium (driven by `playwright`, Debian's `/usr/bin/chromium`, no
@@ -63,10 +63,10 @@ FRONTENDS = {
 # The cell a reader would run. A tiny untrained VAC keeps the kernel light (2 sliders, 32 px images).
 CELL = """\
 import torch
-from latentlab import zoo
-from latentlab.sliders import LiveSliders
+from latentlab import face_model
+from latentlab.editing.sliders import LiveSliders
 torch.manual_seed(0)
-model = zoo.face_model("vac", image_size=32, channels=(8, 16, 32), latent_dim=8, num_labels=2).eval()
+model = face_model("vac", image_size=32, channels=(8, 16, 32), latent_dim=8, num_labels=2).eval()
 live = LiveSliders(model, torch.rand(3, 3, 32, 32), torch.tensor([[0, 1], [1, 0], [0, 0]]))
 live"""
 

@@ -6,8 +6,8 @@ import torch
 from latentlab import VAE
 from latentlab.data import moons
 from latentlab.distributions import DiagonalGaussian
-from latentlab.edit import latent_shift_editor
-from latentlab.metrics import (
+from latentlab.editing.edit import latent_shift_editor
+from latentlab.evaluation.metrics import (
     DataClassifier,
     ProbeResult,
     edit_success,

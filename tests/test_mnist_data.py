@@ -11,17 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from latentlab.data import UNLABELLED, DatasetNotFoundError, label_split, semi_supervised
 from latentlab.data.mnist import (
     MNIST_FILES,
     MNIST_MIRROR,
-    UNLABELLED,
-    DatasetNotFoundError,
     DigitImages,
-    label_split,
     load_digits,
     load_handwritten_digits,
     load_mnist,
-    semi_supervised,
 )
 
 N_TRAIN, N_TEST = 50, 20

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-import latentlab.selection
+import latentlab.training.selection
 from latentlab import VAE, fit
 from latentlab.nets import MLPDecoder, MLPEncoder
-from latentlab.selection import BEST_NAME, SCORES_NAME, fit_selecting_epoch
+from latentlab.training.selection import BEST_NAME, SCORES_NAME, fit_selecting_epoch
 
 OPTIONS = dict(batch_size=32, progress=False, device="cpu")
 
@@ -74,7 +74,7 @@ def test_an_interrupted_selection_resumes_and_a_finished_one_reloads_without_tra
     def no_training(*args, **kwargs):
         raise AssertionError("a finished selection must not train")
 
-    monkeypatch.setattr(latentlab.selection, "fit", no_training)
+    monkeypatch.setattr(latentlab.training.selection, "fit", no_training)
     reloaded = make_vae()
     again = fit_selecting_epoch(reloaded, toy_x(), epochs=3, score=ScriptedScore([]), checkpoint_dir=tmp_path, **OPTIONS)
     assert (again.best_epoch, again.scores, again.seconds) == (3, chosen.scores, chosen.seconds)

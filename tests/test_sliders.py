@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from latentlab import DiagonalGaussian, LatentVariableModel, zoo
-from latentlab.metrics import latent_means
-from latentlab.sliders import (
+from latentlab import DiagonalGaussian, LatentVariableModel, face_model
+from latentlab.evaluation.metrics import latent_means
+from latentlab.editing.sliders import (
     LiveSliders,
     axis_readings,
     encode_image,
@@ -28,7 +28,7 @@ NETS = {"image_size": 32, "channels": (8, 16, 32), "latent_dim": 8}
 
 def build(name: str, **kwargs) -> LatentVariableModel:
     torch.manual_seed(0)
-    return zoo.face_model(name, **NETS, **kwargs).eval()
+    return face_model(name, **NETS, **kwargs).eval()
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_static_frames_are_the_decoded_traversals_and_the_own_value_frame_is_the
 
 def test_static_sliders_pick_jpeg_for_larger_images_and_keep_one_image_without_a_picker():
     torch.manual_seed(0)
-    model = zoo.face_model("vac", image_size=64, channels=(8, 8, 16, 16), latent_dim=8).eval()
+    model = face_model("vac", image_size=64, channels=(8, 8, 16, 16), latent_dim=8).eval()
     sliders = static_sliders(model, torch.rand(1, 3, 64, 64), num_frames=3)
     page = sliders.html()
     assert "data:image/jpeg;base64" in page and "data:image/png" not in page

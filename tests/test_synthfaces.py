@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from latentlab.data.faces import FaceImages
+from latentlab.checks import FACE_IMAGE_SIZES
 from latentlab.data.synthfaces import (
     ATTRIBUTES,
     CATEGORICAL_FACTORS,
     IDENTITY_FACTORS,
-    IMAGE_SIZES,
     NUM_HAIR_STYLES,
     attribute_regions,
     render,
@@ -73,7 +73,7 @@ def test_factor_tables_have_the_documented_types_and_ranges():
     assert continuous.min() >= 0 and continuous.max() <= 1 and continuous.std(0).min() > 0.25  # spread over [0, 1]
 
 
-@pytest.mark.parametrize("size", IMAGE_SIZES)
+@pytest.mark.parametrize("size", FACE_IMAGE_SIZES)
 def test_images_have_the_right_shape_dtype_and_range(size):
     attributes, identity = sample_factors(6, seed=1)
     x = render(attributes, identity, size)

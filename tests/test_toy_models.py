@@ -9,7 +9,7 @@ from torch import nn
 
 from latentlab import CSVAE, CVAE, CondVAEInfo, fit
 from latentlab.data import swiss_roll
-from latentlab.metrics import DataClassifier, edit_success, latent_means, probe_accuracy
+from latentlab.evaluation.metrics import DataClassifier, edit_success, latent_means, probe_accuracy
 from latentlab.nets import MLP, MLPDecoder, MLPEncoder
 
 LOG_2PI = math.log(2 * math.pi)

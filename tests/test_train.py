@@ -8,7 +8,7 @@ import torch
 import latentlab
 from latentlab import VAE, fit
 from latentlab.nets import MLPDecoder, MLPEncoder
-from latentlab.train import (
+from latentlab.training import (
     CheckpointError,
     NonFiniteLossError,
     list_checkpoints,
@@ -102,14 +102,14 @@ def test_garbage_and_foreign_files_are_refused(tmp_path):
 
 def test_failed_write_leaves_the_existing_checkpoint_intact(tmp_path):
     path = tmp_path / "step-000000001.pt"
-    save_checkpoint({"format": latentlab.train.CHECKPOINT_FORMAT, "step": 1}, path)
+    save_checkpoint({"format": latentlab.training.CHECKPOINT_FORMAT, "step": 1}, path)
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint({"format": latentlab.train.CHECKPOINT_FORMAT, "bad": Unpicklable()}, path)
+        save_checkpoint({"format": latentlab.training.CHECKPOINT_FORMAT, "bad": Unpicklable()}, path)
     assert load_checkpoint(path)["step"] == 1
     assert list(tmp_path.iterdir()) == [path]
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import latentlab.train
-from latentlab import VAC, VAE, cli, fit
+import latentlab.training
+import latentlab.training.checkpoints
+from latentlab import VAC, VAE, fit
+from latentlab.commands import cli
 from latentlab.nets import MLPDecoder, MLPEncoder
-from latentlab.train import (
+from latentlab.training import (
     CheckpointError,
     CheckpointWriteError,
     NonFiniteLossError,
@@ -218,7 +220,7 @@ def test_a_loss_that_diverges_before_the_first_checkpoint_does_not_ask_for_a_che
 
 HOLD_LOCK = """
 import sys, time
-from latentlab.train import claim_checkpoint_dir
+from latentlab.training import claim_checkpoint_dir
 with claim_checkpoint_dir(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(300)
@@ -283,7 +285,7 @@ def test_a_directory_that_refuses_writes_is_refused_before_training(tmp_path, mo
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return builtins.open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(latentlab.train, "open", denied, raising=False)
+    monkeypatch.setattr(latentlab.training.checkpoints, "open", denied, raising=False)
     model = make_vae()
     before = params(model)
     with pytest.raises(CheckpointError, match=rf"checkpoint_dir {tmp_path} is not writable \(Permission denied\); fix"):
@@ -327,14 +329,14 @@ class _NoSpace:
 
 
 def test_keeping_two_checkpoints_needs_room_for_two_not_three(tmp_path, monkeypatch):
-    monkeypatch.setattr(latentlab.train, "open", FullDisk(room=2), raising=False)
+    monkeypatch.setattr(latentlab.training.checkpoints, "open", FullDisk(room=2), raising=False)
     fit(make_vae(), toy_x(), epochs=2, checkpoint_every=1, keep_checkpoints=2, checkpoint_dir=tmp_path, **OPTIONS)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000005.pt", "step-000000006.pt"]
     assert not list(tmp_path.glob("*.tmp*"))
 
 
 def test_a_full_disk_is_named_with_the_file_and_the_last_checkpoint_survives(tmp_path, monkeypatch):
-    monkeypatch.setattr(latentlab.train, "open", FullDisk(room=1), raising=False)
+    monkeypatch.setattr(latentlab.training.checkpoints, "open", FullDisk(room=1), raising=False)
     with pytest.raises(CheckpointWriteError) as full:
         fit(make_vae(), toy_x(), epochs=2, checkpoint_every=1, checkpoint_dir=tmp_path, **OPTIONS)
     message = str(full.value)
@@ -354,7 +356,7 @@ def test_the_same_command_twice_builds_the_same_model(tmp_path, monkeypatch):
         built.append(params(model))
         return {}
 
-    monkeypatch.setattr(latentlab.train, "fit", capture)
+    monkeypatch.setattr(latentlab.training, "fit", capture)
     args = ["train", "--model", "vae", "--image-size", "32", "--num-train", "8", "--latent-dim", "4",
             "--out", str(tmp_path / "run")]
     cli.main(args)

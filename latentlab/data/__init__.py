@@ -8,15 +8,9 @@ attribute names and the papers' attribute subsets.
 from ..checks import UNLABELLED
 from .celeba import CelebAFaces, load_celeba, load_celeba_in_memory
 from .faces import FACE_SUBSETS, FaceImages, balance_indices, select_attributes
-from .mnist import (
-    DatasetNotFoundError,
-    DigitImages,
-    label_split,
-    load_digits,
-    load_handwritten_digits,
-    load_mnist,
-    semi_supervised,
-)
+from .errors import DatasetNotFoundError
+from .mnist import DigitImages, load_digits, load_handwritten_digits, load_mnist
+from .splits import label_split, semi_supervised
 from .synthfaces import attribute_regions, render, sample_factors, synthetic_faces
 from .toy import ToyData, circles, moons, swiss_roll
 

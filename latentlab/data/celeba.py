@@ -60,6 +60,7 @@ import torch
 from PIL import Image
 
 from .. import config
+from ..checks import check_face_image_size
 from .faces import (
     FACE_SUBSETS,
     INTROVAC_NEGATIVES_PER_POSITIVE,
@@ -68,7 +69,7 @@ from .faces import (
     select_attributes,
     subset_attributes,
 )
-from .mnist import DatasetNotFoundError
+from .errors import DatasetNotFoundError
 
 CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CELEBA_DRIVE = (
@@ -79,7 +80,6 @@ CELEBA_FOLDER = "celeba"  # under the data root, as torchvision names it
 IMAGE_FOLDER = "img_align_celeba"
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}  # list_eval_partition's values
 SPLITS = (*SPLIT_CODES, "all")
-IMAGE_SIZES = (32, 64, 128)
 
 # The 40 attributes in the order of list_attr_celeba.txt's second line.
 CELEBA_ATTRIBUTES: tuple[str, ...] = (
@@ -191,8 +191,7 @@ class CelebAFaces(torch.utils.data.Dataset):
         # Arguments first: a typo should not wait for 200,000 rows to be parsed.
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
-        if isinstance(image_size, bool) or image_size not in IMAGE_SIZES:
-            raise ValueError(f"image_size must be one of {IMAGE_SIZES} (IntroVAC uses 64 and 128), got {image_size!r}")
+        check_face_image_size(image_size, "CelebA faces (IntroVAC uses 64 and 128)")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive int or None, got {limit!r}")
         if subset is not None:

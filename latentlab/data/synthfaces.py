@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_tensor
+from ..checks import check_face_image_size, check_tensor
 from .faces import FaceImages
 
 ATTRIBUTES = ("Eyeglasses", "Smiling", "Facial_Hair", "Wearing_Hat")
@@ -57,7 +57,6 @@ IDENTITY_FACTORS = ("face_width", "face_length", "skin_tone", "hair_tone", "offs
 HAIR_STYLES = ("short", "long", "bob", "curly")
 NUM_HAIR_STYLES = len(HAIR_STYLES)
 CATEGORICAL_FACTORS = {"hair_style": NUM_HAIR_STYLES}
-IMAGE_SIZES = (32, 64, 128)
 DEFAULT_RATE = 0.5
 REGION_THRESHOLD = 1.0 / 255.0  # one step of an 8-bit image: smaller changes are invisible
 
@@ -473,9 +472,7 @@ def _tone(t: torch.Tensor, keys) -> torch.Tensor:
 
 
 def _check_image_size(image_size: int) -> int:
-    if isinstance(image_size, bool) or image_size not in IMAGE_SIZES:
-        raise ValueError(f"image_size must be one of {IMAGE_SIZES} (IMAGE_SIZES), got {image_size!r}")
-    return int(image_size)
+    return check_face_image_size(image_size, "synthetic faces")
 
 
 def _check_factors(attributes: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,6 +22,7 @@ from torch.nn import functional as F
 from .. import distributed
 from ..checks import check_labels, check_partial_labels, check_same_shape, check_tensor
 from ..distributions import LIKELIHOODS, DiagonalGaussian, log_likelihood
+from .space import Control, PrincipalDirections, SliderSpace, principal_space
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -49,16 +49,6 @@ def split_partial_batch(batch: Batch, num_classes: int) -> tuple[torch.Tensor, t
     return x, no_labels, no_labels.bool()
 
 
-@dataclass(frozen=True)
-class Control:
-    """One latent coordinate or direction a slider may move: a name and a sensible range."""
-
-    name: str
-    low: float
-    high: float
-    default: float = 0.0
-
-
 #: a value :meth:`LatentVariableModel.resume_settings` records: numbers, strings, None, and tuples or lists of them
 def _plain(value: object) -> bool:
     if isinstance(value, (tuple, list)):
@@ -71,9 +61,13 @@ class LatentVariableModel(nn.Module):
 
     #: number of label values the model understands (None: unlabelled model)
     num_classes: int | None = None
+    #: whether ``class_log_probs`` / ``predict`` exist: a classifier of the model's own
+    has_classifier: bool = False
+    #: whether ``slider_space`` reads reference images (the principal directions of their codes)
+    sliders_need_reference: bool = True
 
     #: attributes a resume may find changed. The optimizer settings are applied from the resumed
-    #: step on (see :func:`latentlab.train.fit`); ``training`` is nn.Module's train/eval switch.
+    #: step on (see :func:`latentlab.fit`); ``training`` is nn.Module's train/eval switch.
     resume_may_change: tuple[str, ...] = (
         "training", "learning_rate", "prior_learning_rate", "weight_decay", "discriminator_momentum",
     )
@@ -83,7 +77,7 @@ class LatentVariableModel(nn.Module):
     def resume_settings(self) -> dict[str, object]:
         """The settings a resume must find unchanged: what the model was built with that changes its objective.
 
-        :func:`latentlab.train.fit` records them when a run starts and refuses to resume into a model
+        :func:`latentlab.fit` records them when a run starts and refuses to resume into a model
         built otherwise (a checkpoint's weights mean nothing under another likelihood or beta). The
         default takes every public attribute holding plain values (numbers, strings, tuples of them:
         the constructor's settings, e.g. ``likelihood``, ``beta``, ``num_classes``) except
@@ -103,7 +97,7 @@ class LatentVariableModel(nn.Module):
     def input_range(self, x: torch.Tensor) -> tuple[tuple[float, float], str] | None:
         """The range training data ``x`` must lie in, and why (with the fix); None: any finite value.
 
-        :func:`latentlab.train.fit` checks it before the first step. Default: images (4-D batches)
+        :func:`latentlab.fit` checks it before the first step. Default: images (4-D batches)
         in [0, 1], as every image network and likelihood here assumes, and [0, 1] for a Bernoulli likelihood.
         """
         if x.dim() == 4:
@@ -196,7 +190,7 @@ class LatentVariableModel(nn.Module):
             optimizer.step()
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Called by :func:`latentlab.train.fit` before every epoch (also the first after a resume).
+        """Called by :func:`latentlab.fit` before every epoch (also the first after a resume).
 
         Default: nothing. Models whose update depends on the epoch (IntroVAC's VAC warm-up) override it.
         """
@@ -227,6 +221,11 @@ class LatentVariableModel(nn.Module):
         """The mean of the likelihood: probabilities for Bernoulli logits, the output itself otherwise."""
         return torch.sigmoid(decoder_output) if self.likelihood == "bernoulli" else decoder_output
 
+    def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """One image per label in ``y``: the label's latent drawn from its prior, the rest from ``style``
+        (one row per label) or N(0, I). A model without labels takes the number of images instead."""
+        raise NotImplementedError(f"{type(self).__name__} does not sample from labels")
+
     def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Change the attribute of ``x`` from ``y`` to ``target``; models without labels cannot."""
         raise NotImplementedError(f"{type(self).__name__} has no label to edit")
@@ -235,6 +234,32 @@ class LatentVariableModel(nn.Module):
         """The latent coordinates a slider may move."""
         return []
 
+    def one_label(self, y: object) -> torch.Tensor | None:
+        """One example's label as a batch of one for this model's methods: a class index, shape (1,).
+
+        Models whose label is a vector of binary attributes (CSVAE, VAC) return shape (1, k).
+        """
+        return None if y is None else torch.as_tensor(y, device=self.device).reshape(1)
+
+    def slider_space(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        reference: torch.Tensor | PrincipalDirections | None = None,
+        num_directions: int = 3,
+        span: float | None = None,
+        names: Sequence[str] | None = None,
+    ) -> SliderSpace:
+        """The sliders of one image ``x`` (1, C, H, W) with its label ``y`` from :meth:`one_label`.
+
+        Default, for a model with one unlabelled latent ``z``: the top ``num_directions`` principal
+        directions of the codes of ``reference`` images, in standard deviations. Model families
+        with a labelled subspace override it with the coordinates their labels gave a meaning;
+        ``span`` and ``names`` are for those (a range, the attribute or class names).
+        """
+        return principal_space(self, x, reference, num_directions)
+
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log q(y|x) for every class, for models with a classifier of their own."""
         raise NotImplementedError(f"{type(self).__name__} has no classifier of its own")
@@ -242,6 +267,8 @@ class LatentVariableModel(nn.Module):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The most probable label of each example under ``class_log_probs`` (eval mode, in chunks, on CPU)."""
+        if not self.has_classifier:
+            raise NotImplementedError(f"{type(self).__name__} has no classifier of its own")
         self.eval()
         chunks = [self.class_log_probs(chunk.to(self.device)).argmax(-1).cpu() for chunk in x.split(batch_size)]
         return torch.cat(chunks)
@@ -303,4 +330,36 @@ class LabelDecoderModel(LatentVariableModel):
     def edit(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Encode x (with its label ``y`` where the encoder reads it), decode the posterior mean with ``target``."""
         return self.decode({"z": self.encode(x, y)["z"].mean}, target)
+
+    sliders_need_reference = False
+
+    def slider_space(self, x, y=None, *, names=None, **unused) -> SliderSpace:
+        """The label the decoder is given: between 0 and 1 for two classes (the condition (1 - t, t)),
+        else one weight per class, normalised to sum to one. Starts at ``y``, or at the model's own
+        prediction where it has a classifier."""
+        if y is None:
+            if not self.has_classifier:
+                raise ValueError(f"{type(self).__name__} encodes with the label: pass y, the image's label")
+            y = self.predict(x).to(self.device)
+        self.eval()
+        z = self.encode(x, y)["z"].mean
+        own = self.one_hot(y, 1)[0]
+        if self.num_classes == 2:
+            label = f" (0 = {names[0]}, 1 = {names[1]})" if names else ""
+            axes = [Control(f"label value{label}", 0.0, 1.0, float(own[1]))]
+
+            def decode(t: torch.Tensor) -> torch.Tensor:
+                t = t.to(z)
+                return self.decode_condition(z.expand(len(t), -1), torch.cat([1 - t, t], dim=1))
+        else:
+            axes = [Control(f"weight of {names[c] if names else f'class {c}'}", 0.0, 1.0, float(own[c]))
+                    for c in range(self.num_classes)]
+
+            def decode(weights: torch.Tensor) -> torch.Tensor:
+                weights = weights.to(z).clamp_min(0)
+                total = weights.sum(1, keepdim=True)
+                # all weights at 0: no class is preferred, decode with the uniform condition
+                condition = torch.where(total > 0, weights / total.clamp_min(1e-12), 1 / self.num_classes)
+                return self.decode_condition(z.expand(len(weights), -1), condition)
+        return SliderSpace(axes, decode, "the label the decoder is given")
 

@@ -31,15 +31,10 @@ How we compute it, and why:
   encoder learns where to put z_c from p(z_c|y) and from the q(y|x) term; the classifier still gets
   gradients from every term. The Monte Carlo q(y|x) is not detached.
 * p(y) is uniform over the classes.
-* **The bound needs log p(x|z) < 0.** Its value does not change when a constant c is added to
-  log p(x|z) (E[q(y|z_c)/q(y|x)] = 1), but its gradient does: with z_c detached in the weight's
-  numerator, only the Monte Carlo q(y|x) in the denominator carries the encoder's gradient, so
-  the offset adds -c w grad log q(y|x). For a negative log-likelihood (Bernoulli; the authors'
-  Laplace(., 1)) that is an extra push *towards* the right class; for a positive one (a density
-  above 1, e.g. Laplace or Gaussian with a scale of 0.1 on images in [0, 1]) it pushes the encoder
-  to make its own classifier wrong. Measured on synthetic faces (32 px, Wearing_Hat, 10 epochs):
-  own-classifier test accuracy 0.000 at Laplace scale 0.1 (every prediction inverted, the hat codes
-  at z_c = (-51, 209)), 1.000 at scale 1. ``loss_terms`` warns when the mean log p(x|z) is positive.
+* **The bound needs log p(x|z) < 0.** A constant c added to log p(x|z) leaves the bound's value
+  but adds -c w grad log q(y|x) to its gradient (only the Monte Carlo q(y|x) carries the encoder's
+  gradient through the weight), which for a positive log-density pushes the encoder to make its
+  own classifier wrong. ``loss_terms`` warns; the book's implementation notes show it measured.
 
 Semi-supervised batches mark unlabelled examples with ``UNLABELLED`` (-1); each example contributes
 its own bound, and the loss is minus their batch mean.
@@ -56,7 +51,10 @@ from torch import nn
 
 from ..checks import check_features, check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian, gaussian_log_density
-from .base import Batch, Control, LatentVariableModel, split_partial_batch
+from ..nets.faces import face_networks
+from .base import Batch, LatentVariableModel, split_partial_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
+from .space import Control, SliderSpace, with_default
 
 
 class ClassConditionalPrior(nn.Module):
@@ -99,13 +97,9 @@ class CCVAE(LatentVariableModel):
         likelihood, decoder_std: the reconstruction likelihood, as in :class:`~latentlab.VAE`.
         learning_rate: Adam learning rate of the networks.
         prior_learning_rate: Adam learning rate of the class priors p(z_c|y) (default: 100 x ``learning_rate``).
-            Adam moves a parameter by about its learning rate per step, while the encoder can move
-            its codes by several units in a few hundred steps; at one shared rate (the authors'
-            code) the priors lag behind the codes of their class, and sampling and editing, which
-            read the priors, fail even though classification works. Measured on the scikit-learn
-            digits (100 labels, beta 0.2, 25 epochs, learning rate 1e-3): samples judged as the
-            requested class / edit success 0.27 / 0.03 at 1x, 0.65 / 0.34 at 10x, 0.79 / 0.74 at
-            30x, 0.92 / 0.92 at 100x, with the same classification accuracy.
+            At the authors' one shared rate the priors lag behind the codes of their class, so
+            sampling and editing, which read the priors, fail while classification works (the
+            book's implementation notes give the measurements).
     """
 
     def __init__(
@@ -205,7 +199,7 @@ class CCVAE(LatentVariableModel):
         log_p_style = gaussian_log_density(z_style, torch.zeros_like(z_style), torch.zeros_like(z_style))
         return q_z.log_prob(z), log_p_style
 
-    def supervised_bound(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The labelled bound of eq. 4 per example, with its parts (every tensor has shape (batch,))."""
         q_z = self.encoder(x)
         z = q_z.rsample()
@@ -220,7 +214,7 @@ class CCVAE(LatentVariableModel):
         bound = weight * (log_px + self.beta * (log_pz - log_qz) - log_qy_zc) + log_qy_x + log_py
         return {"bound": bound, "log_px": log_px, "kl": log_qz - log_pz, "log_qy_x": log_qy_x, "weight": weight}
 
-    def unsupervised_bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def unlabelled_bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unlabelled bound of eq. 5 per example, y summed over all classes."""
         q_z = self.encoder(x)
         z = q_z.rsample()
@@ -241,9 +235,9 @@ class CCVAE(LatentVariableModel):
         x, y, labelled = split_partial_batch(batch, self.num_classes)
         parts = []
         if bool(labelled.any()):
-            parts.append(self.supervised_bound(x[labelled], y[labelled]))
+            parts.append(self.labelled_bound(x[labelled], y[labelled]))
         if not bool(labelled.all()):
-            parts.append(self.unsupervised_bound(x[~labelled]))
+            parts.append(self.unlabelled_bound(x[~labelled]))
         bound = torch.cat([p["bound"] for p in parts])
         log_px = torch.cat([p["log_px"] for p in parts])
         mean_log_px = float(log_px.detach().mean())
@@ -265,6 +259,8 @@ class CCVAE(LatentVariableModel):
         }
 
     # ------------------------------------------------------------------ reading and intervening
+
+    has_classifier = True
 
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log q(y | z_c = posterior mean): the model's own classifier, deterministic (as the authors' ``classify``)."""
@@ -329,3 +325,24 @@ class CCVAE(LatentVariableModel):
         mean, scale = self.prior_c.mean.detach(), self.prior_c.scale().detach()
         low, high = (mean - 3 * scale).min(0).values, (mean + 3 * scale).max(0).values
         return [Control(f"z_c[{i}]", float(low[i]), float(high[i])) for i in range(self.characteristic_dim)]
+
+    sliders_need_reference = False
+
+    def slider_space(self, x, y=None, **unused) -> SliderSpace:
+        """Each characteristic coordinate z_c[i], over :meth:`controls` (the image's z_style kept)."""
+        self.eval()
+        codes = {name: q.mean for name, q in self.encode(x).items()}
+        axes = [with_default(axis, own) for axis, own in zip(self.controls(), codes["z_c"][0].tolist())]
+        style = codes["z_style"]
+        return SliderSpace(axes, lambda z_c: self.decode({"z_c": z_c.to(style), "z_style": style.expand(len(z_c), -1)}),
+                           "characteristic coordinates z_c[i] (the image's z_style kept)")
+
+
+@register_face_model("ccvae")
+def _face_ccvae(size, latent, classes, nets, kwargs):
+    kwargs.setdefault("learning_rate", 1e-4)  # the official CelebA setting; 1e-3 drove q(z|x)'s KL to NaN on faces
+    # The official Laplace(., 1), not the other face models' scale 0.1: CCVAE's bound needs log p(x|z) < 0
+    # (see the class docstring); at scale 0.1 its own classifier ended up inverted on faces (accuracy 0).
+    kwargs.setdefault("decoder_std", 1.0)
+    encoder, decoder = face_networks(size, latent, **nets)
+    return CCVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_learning_rate
+from ..nets.faces import FaceClassifier
 from .base import Batch, LatentVariableModel, split_batch, split_partial_batch
+from .registry import register_face_model
 
 
 class Classifier(LatentVariableModel):
@@ -51,6 +53,8 @@ class Classifier(LatentVariableModel):
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)}
+
+    has_classifier = True
 
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.net(x), dim=-1)
@@ -125,3 +129,8 @@ class AttributeClassifier(LatentVariableModel):
         out = torch.cat([self.net(chunk.to(self.device)).float().cpu() for chunk in x.split(batch_size)])
         factors = out[:, self.num_attributes :] * self.factor_std.cpu() + self.factor_mean.cpu()
         return torch.sigmoid(out[:, : self.num_attributes]), factors
+
+
+@register_face_model("classifier", generative=False)
+def _face_classifier(size, latent, classes, nets, kwargs):
+    return Classifier(FaceClassifier(size, classes, **nets), num_classes=classes, **kwargs)

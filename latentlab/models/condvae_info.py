@@ -33,8 +33,10 @@ from torch import nn
 
 from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP, MLPDecoder, MLPEncoder
+from ..nets.small import MLP, MLPDecoder, MLPEncoder
+from ..nets.faces import FaceClassifier, face_networks
 from .base import Batch, LabelDecoderModel, split_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class CondVAEInfo(LabelDecoderModel):
@@ -130,7 +132,16 @@ class CondVAEInfo(LabelDecoderModel):
         self.update(optimizers["auxiliary"], terms["aux"])
         return {name: float(value.detach()) for name, value in terms.items()}
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's label prediction y_hat."""
-        return self.classifier(x).argmax(-1)
+    has_classifier = True
+
+    def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(y|x) of the head, whose argmax is the label prediction y_hat."""
+        return F.log_softmax(self.classifier(x), dim=-1)
+
+
+@register_face_model("condvae_info")
+def _face_condvae_info(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes)
+    head = FaceClassifier(size, classes, **nets)
+    auxiliary = MLP(latent, (256, 256), classes)
+    return CondVAEInfo(encoder, decoder, head, auxiliary, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})

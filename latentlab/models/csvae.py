@@ -18,28 +18,12 @@ beta1..beta5 the reimplementations attach to them):
 (log p(y) is a constant and is left out.) For k labels the adversary outputs k independent
 Bernoulli probabilities; the entropy and the cross entropy are summed over labels.
 
-What was checked against the paper and its reimplementations:
-
-* Prior p(w|y): the paper fixes p(w_i|y_i=1) = N(mu_1, sigma_1) and p(w_i|y_i=0) = N(mu_0, sigma_0)
-  "for arbitrary fixed choices" and takes W_i = R^2 (as quoted by the vitalab.github.io review of
-  the paper); it does not commit to the numbers. Public reimplementations use means {0, 3} and
-  standard deviations {0.1, 1} but disagree on which label gets which: one fixed-prior version
-  sets y=1 -> N(3, 1), y=0 -> N(0, 0.1^2); the reference notes list y=1 -> N(0, 0.1^2 I),
-  y=0 -> N(3, I). We default to the latter (the tight prior sits on y=1) and expose both as
-  ``w_prior_means`` / ``w_prior_stds``, indexed by the label value. alexlyzhov/latent-subspaces
-  learns p(w|y) with a small network instead; we keep it fixed, as the paper does.
-* Weights: beta1..beta5 = 20, 1, 0.2, 10, 1 are the defaults of the public reimplementations
-  (alexlyzhov/latent-subspaces and a second, independent one); we found no numbers for them in
-  the paper. The reimplementations average the reconstruction MSE over coordinates and sum the
-  KLs over the batch; here every term is a per-example sum over coordinates, averaged over the
-  batch, with a Gaussian likelihood of standard deviation ``decoder_std``.
-* Editing follows the paper's attribute switch G(x, p) = mu_theta(mu_phi(x), p): keep the mean of
-  q(z|x) and replace w by a point p of the target label's prior (its mean, or a sample). With
-  several labels every subspace is set from its own target label (the paper sets the subspaces
-  of the labels it does not edit to 0).
-* Not checked against the paper's own equations (only secondary sources were available): the
-  exact form of M1, M2 and N. The form above is the one the reimplementations and the reference
-  notes agree on.
+The prior p(w|y) is fixed, as in the paper: by default N(0, 0.1^2 I) for y_i = 1 and N(3, I) for
+y_i = 0 (the reference notes' choice; the paper gives no numbers, and the public reimplementations
+disagree on which label gets which), both settable. The weights beta1..beta5 = 20, 1, 0.2, 10, 1 are
+the reimplementations' defaults. An edit is the paper's attribute switch G(x, p) = mu_theta(mu_phi(x), p):
+keep the mean of q(z|x), set w to a point of the target label's prior. The book's implementation
+notes list what was checked against which source.
 """
 
 from __future__ import annotations
@@ -52,8 +36,11 @@ from torch import nn
 
 from ..checks import check_binary_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP, MLPDecoder, MLPEncoder
-from .base import Batch, Control, LatentVariableModel, split_batch
+from ..nets.small import MLP, MLPDecoder, MLPEncoder
+from ..nets.faces import face_networks
+from .base import Batch, LatentVariableModel, split_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
+from .space import Control, SliderSpace, with_default
 
 
 class CSVAE(LatentVariableModel):
@@ -212,13 +199,47 @@ class CSVAE(LatentVariableModel):
         return self.decode({"z": self.z_encoder(x).mean, "w": w})
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor) -> torch.Tensor:
-        """Decode z ~ N(0, I) and w ~ p(w|y), one per row of ``y``."""
+    def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode w ~ p(w|y) and z ~ N(0, I) (or the rows of ``style``), one per row of ``y``."""
         w = self.prior_w(self.labels(y)).rsample()
-        return self.decode({"z": torch.randn(len(w), self.latent_dim, device=w.device), "w": w})
+        z = torch.randn(len(w), self.latent_dim, device=w.device) if style is None else style.to(w.device)
+        return self.decode({"z": z, "w": w})
+
+    sliders_need_reference = False
+
+    def one_label(self, y: object) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(y, device=self.device).reshape(1, -1)
+
+    def slider_space(self, x, y=None, *, names=None, **unused) -> SliderSpace:
+        """Each coordinate of w, the labels' subspace, over the priors' means +/- 3 scales (the image's z kept)."""
+        if y is None:
+            raise ValueError("CSVAE's w encoder reads the labels: pass y, the image's 0/1 labels (one per attribute)")
+        self.eval()
+        codes = {name: q.mean for name, q in self.encode(x, y).items()}
+        std = (0.5 * self.w_prior_log_var).exp()
+        low, high = float((self.w_prior_mean - 3 * std).min()), float((self.w_prior_mean + 3 * std).max())
+        axes = []
+        for i, own in enumerate(codes["w"][0].tolist()):
+            label = f" ({names[i // self.w_dim]})" if names else ""
+            axes.append(with_default(Control(f"w[{i}]{label}", low, high), own))
+        z = codes["z"]
+        return SliderSpace(axes, lambda w: self.decode({"z": z.expand(len(w), -1), "w": w.to(z)}),
+                           "coordinates of w, the labels' subspace (the image's z kept)")
 
     def controls(self) -> list[Control]:
         low, high = float(self.w_prior_mean.min()) - 3, float(self.w_prior_mean.max()) + 3
         return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)] + [
             Control(f"w[{i}]", low, high) for i in range(self.num_labels * self.w_dim)
         ]
+
+
+@register_face_model("csvae")
+def _face_csvae(size, latent, classes, nets, kwargs):
+    num_labels, w_dim = 1, kwargs.pop("w_dim", 2)  # one binary attribute, its own w subspace
+    z_encoder, _ = face_networks(size, latent, **nets)
+    w_encoder, _ = face_networks(size, w_dim * num_labels, **nets, encoder_condition_dim=num_labels)
+    _, decoder = face_networks(size, latent + w_dim * num_labels, **nets)  # p(x | z, w) reads both parts
+    adversary = MLP(latent, (256, 256), num_labels)
+    return CSVAE(
+        z_encoder, w_encoder, decoder, adversary, num_labels=num_labels, w_dim=w_dim, **{**FACE_LIKELIHOOD, **kwargs}
+    )

@@ -19,8 +19,10 @@ from torch import nn
 
 from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLPDecoder, MLPEncoder
+from ..nets.small import MLPDecoder, MLPEncoder
+from ..nets.faces import face_networks
 from .base import Batch, LabelDecoderModel, split_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class CVAE(LabelDecoderModel):
@@ -79,7 +81,13 @@ class CVAE(LabelDecoderModel):
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor) -> torch.Tensor:
-        """One draw z ~ N(0, I) per label in ``y``, decoded with that label."""
-        z = torch.randn(len(y), self.latent_dim, device=self.decoder_log_std.device)
+    def sample(self, y: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """One draw z ~ N(0, I) per label in ``y`` (or the rows of ``style``), decoded with that label."""
+        z = torch.randn(len(y), self.latent_dim, device=self.device) if style is None else style.to(self.device)
         return self.decode({"z": z}, y)
+
+
+@register_face_model("cvae")
+def _face_cvae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes, encoder_condition_dim=classes)
+    return CVAE(encoder, decoder, num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs})

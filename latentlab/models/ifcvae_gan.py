@@ -27,26 +27,23 @@ Choices, and how they differ from the paper:
   minimises L_gan" make the discriminator tell real from fake, and "the encoder maximises L_aux"
   make it hide y from A.
 * The reconstruction BCE is summed over colour channels and divided by the image area, and L_KL
-  by the latent size, as in the author's public code. But every term here is a mean over the
-  batch, while that code *sums* L_rec, L_KL and the GAN terms over the batch (``size_average=False``)
-  and averages only the class and auxiliary BCEs: relative to L_rec, ``rho`` and the L_aux weight
-  act about batch-size times (64) stronger here than there. Cross entropy over ``num_classes``
+  by the latent size, as in the author's public code; every term is a batch mean here (that code
+  sums L_rec, L_KL and the GAN terms over the batch, so ``rho`` and the L_aux weight act about
+  batch-size times stronger here: see the book's implementation notes). Cross entropy over ``num_classes``
   replaces the binary one (the same for 2 classes); ``aux_weight`` makes eq. 6's weight 1 on L_aux
   explicit (0: the "without L_aux" ablation).
 * ``rho`` defaults to 1.0, the value sec. 4.4 states for the residual-net experiment whose numbers
   (MSE 0.011, 98% / 100%) Table 3 repeats; Table 3's caption says 0.1, apparently carried over from
   Table 1 (the DCGAN ablation: rho = 0.1, delta = 0.1, alpha = 0.2). The defaults are sec. 4.4's
   weights whatever the nets: the low KL weight is the regime of the paper's comparison with the
-  cVAE-GAN. (On 32 px synthetic faces with alpha = 0.2 we measured the KL term alone keeping the
-  label out of z, so edits worked with and without L_aux; with alpha = 0.005 only L_aux does it.)
+  cVAE-GAN.
 * ``detach_label_features=True``: the head reads detached encoder features, as in the author's
   public code, so L_class shapes only the head, not the features z is computed from. The head
   still receives L_rec's (and the GAN term's) gradient through y_hat, which is part of phi's loss.
 * ``generator_loss="non_saturating"`` replaces -delta L_gan in the decoder's and encoder's losses by
   delta * 1/2 [BCE(C(x_hat), 1) + BCE(C(x_prior), 1)] (fakes labelled real, as the author's code
   does): the same fixed point, but strong gradients while the discriminator wins easily.
-  ``"minimax"`` (default) is eqs. 3-4 as printed; its gradient vanishes once C rejects every fake
-  (in short CPU runs L_gan falls to about 0.001 and the GAN term stops acting).
+  ``"minimax"`` (default) is eqs. 3-4 as printed; its gradient vanishes once C rejects every fake.
 * ``decode_with="label"`` decodes the true one-hot y during training: the naive cVAE-GAN baseline
   of Bao et al. (with ``aux_weight=0``); the head is still trained, for reporting its accuracy.
 """
@@ -62,9 +59,10 @@ from torch import nn
 
 from ..checks import check_labels, check_learning_rate
 from ..distributions import DiagonalGaussian
-from ..nets import MLP
-from ..nets_faces import Discriminator, face_networks
+from ..nets.small import MLP
+from ..nets.faces import Discriminator, face_networks
 from .base import Batch, LabelDecoderModel, bce_against, split_batch
+from .registry import register_face_model
 
 DECODE_WITH = ("prediction", "label")
 GENERATOR_LOSSES = ("minimax", "non_saturating")
@@ -82,7 +80,7 @@ class IFcVAEGAN(LabelDecoderModel):
     Args:
         encoder: ``x -> DiagonalGaussian`` over z built without a condition, exposing
             ``features(x) -> (N, feature_dim)`` and ``head(features) -> DiagonalGaussian``
-            (:class:`~latentlab.nets_faces.ResidualEncoder`, :class:`~latentlab.nets_faces.DCGANEncoder`).
+            (:class:`~latentlab.nets.faces.ResidualEncoder`, :class:`~latentlab.nets.faces.DCGANEncoder`).
         decoder: ``(z, condition) -> Bernoulli logits`` with a condition of width ``num_classes``.
         label_head: ``features -> num_classes logits``, the encoder's classifier E_y.
         auxiliary: ``z -> num_classes logits``, the adversary A.
@@ -123,7 +121,7 @@ class IFcVAEGAN(LabelDecoderModel):
         if not (hasattr(encoder, "features") and hasattr(encoder, "head")):
             raise ValueError(
                 "the IFcVAE-GAN encoder must expose features(x) and head(features) so the label head can share "
-                "its features; use latentlab.nets_faces.ResidualEncoder or DCGANEncoder"
+                "its features; use latentlab.nets.faces.ResidualEncoder or DCGANEncoder"
             )
         weights = dict(kl_weight=kl_weight, class_weight=class_weight, gan_weight=gan_weight, aux_weight=aux_weight)
         for name, value in weights.items():
@@ -159,7 +157,7 @@ class IFcVAEGAN(LabelDecoderModel):
         **kwargs,
     ) -> IFcVAEGAN:
         """IFcVAE-GAN for RGB faces: encoder, decoder and discriminator of one ``nets`` kind
-        (:func:`~latentlab.nets_faces.face_networks`), a linear label head on the encoder's
+        (:func:`~latentlab.nets.faces.face_networks`), a linear label head on the encoder's
         features and an MLP auxiliary network.
 
         ``variant``: ``"ifcvae_gan"`` (the model), ``"without_aux"`` (``aux_weight=0``) or
@@ -192,6 +190,8 @@ class IFcVAEGAN(LabelDecoderModel):
         if y is not None:
             check_labels(y, self.num_classes, len(x))
         return {"z": self.encoder(x)}
+
+    has_classifier = True
 
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log softmax of the head E_y(x): the encoder's own attribute classifier."""
@@ -255,3 +255,18 @@ class IFcVAEGAN(LabelDecoderModel):
             (optimizers["auxiliary"], terms["aux"]),  # line 14
         ])
         return {name: float(value.detach()) for name, value in terms.items()}
+
+
+def _register_variant(name: str, variant: str) -> None:
+    """IFcVAE-GAN (or one of its ablations) with the face networks: residual unless ``nets="dcgan"``."""
+
+    def build(size, latent, classes, nets, kwargs):
+        return IFcVAEGAN.for_faces(
+            size, latent, num_classes=classes, nets=nets["kind"], channels=nets["channels"], variant=variant, **kwargs
+        )
+
+    register_face_model(name)(build)
+
+
+for _name, _variant in (("ifcvae_gan", "ifcvae_gan"), ("ifcvae_gan_without_aux", "without_aux"), ("cvae_gan", "cvae_gan")):
+    _register_variant(_name, _variant)

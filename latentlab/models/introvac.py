@@ -44,7 +44,8 @@ from torch import nn
 
 from ..checks import check_binary_labels
 from .base import Batch, bce_against, split_batch
-from .vac import VAC
+from .registry import register_face_model
+from .vac import VAC, attribute_face_builder
 
 
 class IntroVAC(VAC):
@@ -129,3 +130,6 @@ class IntroVAC(VAC):
         self.update(optimizers["decoder"], generator["generator"], accumulate=True)
         terms.update(generator)
         return {name: float(value.detach()) for name, value in terms.items()}
+
+
+register_face_model("introvac", several_attributes=True)(attribute_face_builder(IntroVAC))

@@ -29,7 +29,9 @@ from torch import nn
 
 from ..checks import check_learning_rate
 from ..distributions import DiagonalGaussian
+from ..nets.faces import FaceClassifier, face_networks
 from .base import Batch, LabelDecoderModel, split_partial_batch
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class M2(LabelDecoderModel):
@@ -138,6 +140,8 @@ class M2(LabelDecoderModel):
             "labelled": labelled.float().mean(),
         }
 
+    has_classifier = True
+
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log q(y|x) for every class."""
         return F.log_softmax(self.classifier(x), dim=-1)
@@ -156,3 +160,11 @@ class M2(LabelDecoderModel):
         return self.decode(
             {"z": self.encode(x, None if y is None else y.to(self.device))["z"].mean}, target.to(self.device)
         )
+
+
+@register_face_model("m2")
+def _face_m2(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets, condition_dim=classes, encoder_condition_dim=classes)
+    return M2(
+        encoder, decoder, FaceClassifier(size, classes, **nets), num_classes=classes, **{**FACE_LIKELIHOOD, **kwargs}
+    )

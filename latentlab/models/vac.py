@@ -30,6 +30,7 @@ Choices, following the authors' public code where the paper is silent:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,10 @@ from torch import nn
 
 from ..checks import check_binary_labels, check_learning_rate, check_same_shape
 from ..distributions import DiagonalGaussian
-from .base import Batch, Control, LatentVariableModel, split_batch
+from ..nets.faces import face_networks
+from .base import Batch, LatentVariableModel, split_batch
+from .registry import register_face_model
+from .space import Control, SliderSpace
 
 
 class VAC(LatentVariableModel):
@@ -186,6 +190,10 @@ class VAC(LatentVariableModel):
 
     # ------------------------------------------------------------------ reading and editing
 
+    @property
+    def has_classifier(self) -> bool:
+        return self.num_labels == 1  # several attributes: attribute_probabilities
+
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """log p_w(y|mu(x)) over the two values of the single attribute (defined for num_labels = 1)."""
         if self.num_labels != 1:
@@ -236,3 +244,36 @@ class VAC(LatentVariableModel):
 
     def controls(self) -> list[Control]:
         return [Control(f"delta {name}", -2 * self.edit_delta, 2 * self.edit_delta) for name in self.attribute_names]
+
+    sliders_need_reference = False
+
+    def one_label(self, y: object) -> torch.Tensor | None:
+        return None if y is None else torch.as_tensor(y, device=self.device).reshape(1, -1)
+
+    def slider_space(self, x, y=None, *, span=None, **unused) -> SliderSpace:
+        """delta along each attribute direction w_i / ||w_i|| (sec. 4.2), over [-span, span] if given
+        (default: ``controls``, +/- 2 ``edit_delta``)."""
+        self.eval()
+        mu, directions = self.encoder(x).mean, self.directions()
+        axes = self.controls()
+        if span is not None:
+            axes = [replace(axis, low=-span, high=span) for axis in axes]
+        return SliderSpace(axes, lambda deltas: self.decode({"z": mu + deltas.to(mu) @ directions}),
+                           "delta along each attribute direction w_i/||w_i||")
+
+
+def attribute_face_builder(model_class: type[VAC]):
+    """The face builder of VAC or a subclass (IntroVAC): k binary attributes (``num_labels``), so
+    ``num_classes`` must be 2."""
+
+    def build(size, latent, classes, nets, kwargs):
+        if classes != 2:
+            name = model_class.__name__.lower()
+            raise ValueError(f"{name} models binary attributes (num_labels=k of them), so num_classes must be 2, got {classes}")
+        encoder, decoder = face_networks(size, latent, **nets)
+        return model_class(encoder, decoder, **kwargs)
+
+    return build
+
+
+register_face_model("vac", several_attributes=True)(attribute_face_builder(VAC))

@@ -16,7 +16,9 @@ from torch import nn
 
 from ..checks import check_learning_rate, check_tensor
 from ..distributions import DiagonalGaussian
+from ..nets.faces import face_networks
 from .base import Batch, Control, LatentVariableModel
+from .registry import FACE_LIKELIHOOD, register_face_model
 
 
 class VAE(LatentVariableModel):
@@ -99,10 +101,16 @@ class VAE(LatentVariableModel):
         return torch.logsumexp(torch.stack(log_weights), 0) - math.log(num_samples)
 
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """Decode n draws from the prior N(0, I)."""
-        device = next(self.parameters()).device
-        return self.decode(torch.randn(n, self.latent_dim, device=device))
+    def sample(self, n: int, style: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``n`` draws from the prior N(0, I) (or the codes ``style``, one row each): without labels, a count."""
+        z = torch.randn(n, self.latent_dim, device=self.device) if style is None else style.to(self.device)
+        return self.decode(z)
 
     def controls(self) -> list[Control]:
         return [Control(f"z[{i}]", -3.0, 3.0) for i in range(self.latent_dim)]
+
+
+@register_face_model("vae", needs_labels=False)
+def _face_vae(size, latent, classes, nets, kwargs):
+    encoder, decoder = face_networks(size, latent, **nets)
+    return VAE(encoder, decoder, **{**FACE_LIKELIHOOD, **kwargs})

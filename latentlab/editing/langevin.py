@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_binary_labels
+from ..checks import check_binary_labels
 
 
 @dataclass

@@ -17,9 +17,10 @@ from typing import Callable
 
 import torch
 
-from .checks import check_count
-from .models.base import LatentVariableModel
-from .train import fit, save_checkpoint, write_atomically
+from ..checks import check_count
+from ..models.base import LatentVariableModel
+from .checkpoints import save_checkpoint, write_atomically
+from .loop import fit
 
 SCORES_NAME = "epoch-scores.json"
 BEST_NAME = "best-weights.pt"

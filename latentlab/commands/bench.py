@@ -24,11 +24,11 @@ import time
 
 import torch
 
-from .zoo import BUILDERS, UNLABELLED_MODELS, face_model
+from ..models import FACE_MODELS, face_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", choices=sorted(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", choices=sorted(FACE_MODELS), default=list(FACE_MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, choices=(32, 64, 128), default=[64, 128])
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 on GPU, 16 on CPU")
@@ -56,7 +56,7 @@ def hardware(device: torch.device) -> str:
 def measure(name: str, size: int, device: torch.device, batch_size: int, steps: int, warmup: int,
             amp: bool | None, channels_last: bool | None, compile: bool | None) -> dict:
     """Time ``steps`` training steps of model ``name`` at ``size`` px after ``warmup`` untimed ones."""
-    from .train import compile_subnetworks, resolve_switches, to_device
+    from ..training import compile_subnetworks, resolve_switches, to_device
 
     amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def measure(name: str, size: int, device: torch.device, batch_size: int, steps: 
     model.on_epoch_start(10**6)  # the steady-state step, past any warm-up (IntroVAC first trains a plain VAC)
     images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     labels = torch.randint(0, 2, (batch_size,))
-    host = (images,) if name in UNLABELLED_MODELS else (images, labels)
+    host = (images, labels) if FACE_MODELS[name].needs_labels else (images,)
     if device.type == "cuda":
         host = tuple(t.pin_memory() for t in host)
 

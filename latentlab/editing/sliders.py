@@ -1,7 +1,7 @@
 """Latent sliders: move along the latent coordinates that labels gave a meaning, and watch the decoded image.
 
-For a trained model and one input image, :func:`slider_space` finds the coordinates worth moving
-and how to decode any setting of them. The model family decides which:
+For a trained model and one input image, :func:`slider_space` asks the model which coordinates
+are worth moving and how to decode any setting of them (``LatentVariableModel.slider_space``):
 
 * VAC, IntroVAC: delta along each attribute's direction w_i / ||w_i|| (VAC sec. 4.2);
 * CSVAE: each coordinate of w, the labels' subspace (the image's own z is kept);
@@ -26,85 +26,19 @@ import io
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .metrics import latent_means
-from .models import CCVAE, CSVAE, VAC, Control, LatentVariableModel
-from .models.base import LabelDecoderModel
+from ..models import LatentVariableModel
+from ..models.space import PrincipalDirections, SliderSpace, principal_directions
 
 Caption = Callable[[torch.Tensor], Sequence[str]]
 
 
 # ---------------------------------------------------------------------------------------- the space
-
-
-@dataclass
-class SliderSpace:
-    """The axes a reader may move for one input image, and the decoder of any setting of them.
-
-    ``axes[i].default`` is the image's own value, so ``render(defaults)`` is its reconstruction.
-    ``decode_values`` maps a (N, len(axes)) tensor of settings to N images.
-    """
-
-    axes: list[Control]
-    decode_values: Callable[[torch.Tensor], torch.Tensor]
-    kind: str  # which coordinates these are, in words
-
-    @property
-    def defaults(self) -> torch.Tensor:
-        return torch.tensor([axis.default for axis in self.axes])
-
-    @torch.no_grad()
-    def render(self, values: Sequence[float] | torch.Tensor) -> torch.Tensor:
-        """Decode settings ``values`` ((len(axes),) or (N, len(axes))): images (N, C, H, W) in [0, 1] on the CPU."""
-        values = torch.as_tensor(values, dtype=torch.float32)
-        if values.dim() == 1:
-            values = values[None]
-        if values.dim() != 2 or values.shape[1] != len(self.axes):
-            raise ValueError(
-                f"values must be (N, {len(self.axes)}), one per axis ({', '.join(a.name for a in self.axes)}); "
-                f"got shape {tuple(values.shape)}"
-            )
-        return self.decode_values(values).clamp(0, 1).cpu()
-
-    def traverse(self, axis: int, values: Sequence[float] | torch.Tensor) -> torch.Tensor:
-        """Images with every axis at its default except ``axis``, set to each of ``values`` in turn."""
-        if not 0 <= axis < len(self.axes):
-            raise ValueError(f"axis must be 0..{len(self.axes) - 1}, got {axis}")
-        values = torch.as_tensor(values, dtype=torch.float32)
-        settings = self.defaults.repeat(len(values), 1)
-        settings[:, axis] = values
-        return self.render(settings)
-
-
-@dataclass(frozen=True)
-class PrincipalDirections:
-    """PCA of posterior means: ``directions`` (k, d) unit rows, ``scales`` (k,) standard deviations along them."""
-
-    mean: torch.Tensor
-    directions: torch.Tensor
-    scales: torch.Tensor
-    explained: torch.Tensor  # share of the codes' total variance along each direction
-
-
-@torch.no_grad()
-def principal_directions(model: LatentVariableModel, reference: torch.Tensor, num_directions: int = 3,
-                         batch_size: int = 500) -> PrincipalDirections:
-    """The top ``num_directions`` principal directions of the posterior means of ``reference`` images."""
-    if len(reference) <= num_directions:
-        raise ValueError(f"reference needs more than num_directions={num_directions} images, got {len(reference)}")
-    codes = torch.cat([latent_means(model, chunk.to(model.device))["z"].cpu() for chunk in reference.split(batch_size)])
-    if not 1 <= num_directions <= codes.shape[1]:
-        raise ValueError(f"num_directions must be 1..{codes.shape[1]} (the latent dimension), got {num_directions}")
-    mean = codes.mean(0)
-    _, singular, vh = torch.linalg.svd(codes - mean, full_matrices=False)
-    variance = singular.pow(2) / (len(codes) - 1)
-    return PrincipalDirections(mean, vh[:num_directions], variance[:num_directions].sqrt(),
-                               variance[:num_directions] / variance.sum())
 
 
 def image_spaces(model: LatentVariableModel, images: torch.Tensor, labels: object = None,
@@ -116,17 +50,12 @@ def image_spaces(model: LatentVariableModel, images: torch.Tensor, labels: objec
     """
     _check_images(images, labels)
     reference = space_args.get("reference")
-    if isinstance(reference, torch.Tensor) and not isinstance(model, (VAC, CSVAE, CCVAE, LabelDecoderModel)):
+    if isinstance(reference, torch.Tensor) and model.sliders_need_reference:
         space_args["reference"] = principal_directions(model, reference, space_args.get("num_directions", 3))
 
     def space_of(index: int) -> SliderSpace:
         return slider_space(model, images[index], None if labels is None else labels[index], **space_args)
     return space_of
-
-
-def _with_default(axis: Control, default: float) -> Control:
-    """``axis`` starting at ``default``, its range widened if the image's own value lies outside it."""
-    return replace(axis, default=default, low=min(axis.low, default), high=max(axis.high, default))
 
 
 def _one_image(x: torch.Tensor, model: LatentVariableModel) -> torch.Tensor:
@@ -135,13 +64,6 @@ def _one_image(x: torch.Tensor, model: LatentVariableModel) -> torch.Tensor:
     if x.dim() != 4 or len(x) != 1:
         raise ValueError(f"slider_space takes one image, (C, H, W) or (1, C, H, W); got shape {tuple(x.shape)}")
     return x.to(model.device, torch.float32)
-
-
-def _one_label(y: object, model: LatentVariableModel) -> torch.Tensor | None:
-    if y is None:
-        return None
-    y = torch.as_tensor(y, device=model.device)
-    return y.reshape(1, -1) if isinstance(model, (CSVAE, VAC)) else y.reshape(1)
 
 
 @torch.no_grad()
@@ -162,101 +84,8 @@ def slider_space(
     ``names``: attribute names (CSVAE) or class names (label-decoder models) for the axes' labels.
     """
     model.eval()
-    x = _one_image(x, model)
-    y = _one_label(y, model)
-    if isinstance(model, VAC):  # IntroVAC too
-        return _vac_space(model, x, span)
-    if isinstance(model, CSVAE):
-        return _csvae_space(model, x, y, names)
-    if isinstance(model, CCVAE):
-        return _ccvae_space(model, x)
-    if isinstance(model, LabelDecoderModel):
-        return _label_space(model, x, y, names)
-    return _principal_space(model, x, reference, num_directions)
-
-
-def _vac_space(model: VAC, x: torch.Tensor, span: float | None) -> SliderSpace:
-    mu, directions = model.encoder(x).mean, model.directions()
-    axes = model.controls()
-    if span is not None:
-        axes = [replace(axis, low=-span, high=span) for axis in axes]
-    return SliderSpace(axes, lambda deltas: model.decode({"z": mu + deltas.to(mu) @ directions}),
-                       "delta along each attribute direction w_i/||w_i||")
-
-
-def _csvae_space(model: CSVAE, x: torch.Tensor, y: torch.Tensor | None, names: Sequence[str] | None) -> SliderSpace:
-    if y is None:
-        raise ValueError("CSVAE's w encoder reads the labels: pass y, the image's 0/1 labels (one per attribute)")
-    codes = latent_means(model, x, y)
-    std = (0.5 * model.w_prior_log_var).exp()
-    low, high = float((model.w_prior_mean - 3 * std).min()), float((model.w_prior_mean + 3 * std).max())
-    axes = []
-    for i, own in enumerate(codes["w"][0].tolist()):
-        label = f" ({names[i // model.w_dim]})" if names else ""
-        axes.append(_with_default(Control(f"w[{i}]{label}", low, high), own))
-    z = codes["z"]
-    return SliderSpace(axes, lambda w: model.decode({"z": z.expand(len(w), -1), "w": w.to(z)}),
-                       "coordinates of w, the labels' subspace (the image's z kept)")
-
-
-def _ccvae_space(model: CCVAE, x: torch.Tensor) -> SliderSpace:
-    codes = latent_means(model, x)
-    axes = [_with_default(axis, own) for axis, own in zip(model.controls(), codes["z_c"][0].tolist())]
-    style = codes["z_style"]
-    return SliderSpace(axes, lambda z_c: model.decode({"z_c": z_c.to(style), "z_style": style.expand(len(z_c), -1)}),
-                       "characteristic coordinates z_c[i] (the image's z_style kept)")
-
-
-def _label_space(model: LabelDecoderModel, x: torch.Tensor, y: torch.Tensor | None,
-                 names: Sequence[str] | None) -> SliderSpace:
-    if y is None:
-        try:
-            y = model.predict(x).to(model.device)
-        except NotImplementedError:
-            raise ValueError(f"{type(model).__name__} encodes with the label: pass y, the image's label") from None
-    z = latent_means(model, x, y)["z"]
-    own = model.one_hot(y, 1)[0]
-    if model.num_classes == 2:
-        label = f" (0 = {names[0]}, 1 = {names[1]})" if names else ""
-        axes = [Control(f"label value{label}", 0.0, 1.0, float(own[1]))]
-
-        def decode(t: torch.Tensor) -> torch.Tensor:
-            t = t.to(z)
-            return model.decode_condition(z.expand(len(t), -1), torch.cat([1 - t, t], dim=1))
-    else:
-        axes = [Control(f"weight of {names[c] if names else f'class {c}'}", 0.0, 1.0, float(own[c]))
-                for c in range(model.num_classes)]
-
-        def decode(weights: torch.Tensor) -> torch.Tensor:
-            weights = weights.to(z).clamp_min(0)
-            total = weights.sum(1, keepdim=True)
-            # all weights at 0: no class is preferred, decode with the uniform condition
-            condition = torch.where(total > 0, weights / total.clamp_min(1e-12), 1 / model.num_classes)
-            return model.decode_condition(z.expand(len(weights), -1), condition)
-    return SliderSpace(axes, decode, "the label the decoder is given")
-
-
-def _principal_space(model: LatentVariableModel, x: torch.Tensor, reference: torch.Tensor | PrincipalDirections | None,
-                     num_directions: int) -> SliderSpace:
-    codes = latent_means(model, x)
-    if set(codes) != {"z"}:
-        raise ValueError(f"no sliders are defined for {type(model).__name__} (latents {sorted(codes)})")
-    if reference is None:
-        raise ValueError(
-            f"{type(model).__name__} has no labelled subspace: pass reference=<images> (a few hundred) and its "
-            "sliders move along the top principal directions of their codes"
-        )
-    pcs = reference if isinstance(reference, PrincipalDirections) else principal_directions(
-        model, reference, num_directions)
-    pcs = PrincipalDirections(*(t.to(model.device) for t in (pcs.mean, pcs.directions, pcs.scales, pcs.explained)))
-    mu = codes["z"]
-    own = ((mu - pcs.mean) @ pcs.directions.T / pcs.scales)[0]  # the image's coordinates, in standard deviations
-    axes = [_with_default(Control(f"PC{i + 1} ({float(share):.0%} of variance)", -3.0, 3.0), float(own[i]))
-            for i, share in enumerate(pcs.explained)]
-
-    def decode(values: torch.Tensor) -> torch.Tensor:
-        return model.decode({"z": mu + ((values.to(mu) - own) * pcs.scales) @ pcs.directions})
-    return SliderSpace(axes, decode, "top principal directions of the codes, in standard deviations")
+    return model.slider_space(_one_image(x, model), model.one_label(y), reference=reference,
+                              num_directions=num_directions, span=span, names=names)
 
 
 # ---------------------------------------------------------------------------------------- images

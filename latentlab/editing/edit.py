@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_labels
-from .models.base import LatentVariableModel
+from ..checks import check_labels
+from ..models.base import LatentVariableModel
 
 
 def latent_shift_editor(model: LatentVariableModel, x: torch.Tensor, y: torch.Tensor, latent: str = "z"):

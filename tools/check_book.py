@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Opens the built book in headless Chromium and checks every page listed in _toc.yml.
 
-    python tests/check_book.py [--html _build/html] [--screenshots _build/screenshots]
+    python tools/check_book.py [--html _build/html] [--screenshots _build/screenshots]
 
 For each page (the root `book/intro` and every chapter) it checks that
 
@@ -375,7 +375,7 @@ def _check_image(report: PageReport, img: dict, data: bytes | None) -> None:
     dpi = image_dpi(data) if data else None
     if dpi is not None and dpi < MIN_IMAGE_DPI - 0.5:
         report.problems.append(f"image {name} was stored at {dpi:.0f} dpi, below {MIN_IMAGE_DPI}: blurry "
-                               "on a high-density screen (latentlab.plot.book_style sets the book's dpi)")
+                               "on a high-density screen (latentlab.chapters.plot.book_style sets the book's dpi)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 
 A *redraw* is what a reader's drag costs in a live kernel: the slider's value changes, its observer
 decodes the new setting, encodes the PNG and hands it to the image widget
-(:meth:`latentlab.sliders.LiveSliders.redraw`, driven through the widget exactly as the frontend
+(:meth:`latentlab.editing.sliders.LiveSliders.redraw`, driven through the widget exactly as the frontend
 does). Decoding time does not depend on what the weights learned, so the models are freshly built
-with the zoo's default (paper-size) networks. The target is under 100 ms per redraw on a CPU for
+with the face models' default (paper-size) networks. The target is under 100 ms per redraw on a CPU for
 the 64 px models. The static columns give the cost of the HTML counterpart: the time to decode
 every frame and the bytes the slider adds to a page.
 """
@@ -21,23 +21,15 @@ import time
 import torch
 
 from .bench import hardware
-from .sliders import LiveSliders, static_sliders
-from .zoo import face_model
+from ..editing.sliders import LiveSliders, static_sliders
+from ..models import FACE_MODELS, face_model
 
-# one model per slider family, named as in the zoo
-FAMILIES = {
-    "vae": "top principal directions of the codes",
-    "cvae": "label value 0..1",
-    "ifcvae_gan": "label value 0..1",
-    "csvae": "w coordinates",
-    "ccvae": "characteristic coordinates z_c",
-    "vac": "delta along each attribute direction",
-    "introvac": "delta along each attribute direction",
-}
+# every registered face model that decodes images (a plain classifier has no sliders)
+SLIDER_MODELS = [name for name, entry in FACE_MODELS.items() if entry.generative]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--models", nargs="+", choices=sorted(SLIDER_MODELS), default=list(SLIDER_MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, choices=(32, 64, 128), default=[64])
     parser.add_argument("--moves", type=int, default=50, help="timed slider moves per model")
     parser.add_argument("--frames", type=int, default=9, help="frames per axis of the static slider")
@@ -49,7 +41,7 @@ def measure(name: str, size: int, moves: int, frames: int) -> dict:
     torch.manual_seed(0)
     model = face_model(name, image_size=size).eval()
     images, labels = torch.rand(3, 3, size, size), torch.tensor([0, 1, 0])
-    reference = torch.rand(64, 3, size, size) if name == "vae" else None
+    reference = torch.rand(64, 3, size, size) if model.sliders_need_reference else None
     live = LiveSliders(model, images, labels, reference=reference)
     slider = live.sliders[0]
     settings = torch.linspace(slider.min, slider.max, moves + 5).tolist()
@@ -66,7 +58,7 @@ def measure(name: str, size: int, moves: int, frames: int) -> dict:
     build = time.perf_counter() - start
     times = sorted(1000 * t for t in live.redraw_seconds[:moves])
     return {
-        "model": type(model).__name__, "size": size, "axes": len(live.sliders),
+        "model": type(model).__name__, "size": size, "axes": len(live.sliders), "kind": live.space.kind,
         "median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))], "max_ms": times[-1],
         "pick_ms": 1000 * pick, "static_s": build, "static_kb": static.nbytes / 1024,
     }
@@ -85,6 +77,6 @@ def bench_command(args: argparse.Namespace) -> None:
     for size in args.sizes:
         for name in args.models:
             r = measure(name, size, args.moves, args.frames)
-            print(f"| {r['model']} | {r['axes']} x {FAMILIES[name]} | {size} | {r['median_ms']:.1f} | "
+            print(f"| {r['model']} | {r['axes']} x {r['kind']} | {size} | {r['median_ms']:.1f} | "
                   f"{r['p95_ms']:.1f} | {r['max_ms']:.1f} | {r['pick_ms']:.0f} | {r['static_s']:.1f} | "
                   f"{r['static_kb']:.0f} |", flush=True)

@@ -6,7 +6,7 @@
     python -m latentlab bench-sliders
     python -m latentlab fetch-inception     # the Inception-v3 weights FID uses, downloaded once
 
-``train`` runs :func:`latentlab.train.fit` (the same loop the book uses) and writes, from rank 0
+``train`` runs :func:`latentlab.fit` (the same loop the book uses) and writes, from rank 0
 only, checkpoints under ``<out>/checkpoints`` and the per-epoch history to ``<out>/history.json``.
 Run the same command again to resume an interrupted run (another learning rate is applied from
 the resumed step on; other changed settings are refused). The model is built after seeding with
@@ -23,9 +23,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import config, distributed
-from .data.faces import FACE_SUBSETS
-from .zoo import BUILDERS, UNLABELLED_MODELS, face_model
+from .. import config, distributed
+from ..data.faces import FACE_SUBSETS
+from ..models import FACE_MODELS, face_model
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a face model (torchrun-aware)")
-    train.add_argument("--model", choices=sorted(BUILDERS), required=True)
+    train.add_argument("--model", choices=sorted(FACE_MODELS), required=True)
     train.add_argument("--data", choices=("synthetic", "celeba"), default="synthetic")
     train.add_argument("--subset", default="Smiling", help=f"attribute subset: one of {', '.join(FACE_SUBSETS)}")
     train.add_argument("--image-size", type=int, choices=(32, 64, 128), default=64)
@@ -100,16 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _training_data(args: argparse.Namespace):
     """The training set and a line saying exactly which data it is."""
-    labelled = args.model not in UNLABELLED_MODELS
+    labelled = FACE_MODELS[args.model].needs_labels
     if args.data == "synthetic":
-        from .data.synthfaces import synthetic_faces
+        from ..data.synthfaces import synthetic_faces
 
         faces = synthetic_faces(num_train=args.num_train, num_test=1, image_size=args.image_size, seed=args.seed)
         x, y = faces.split(args.subset, "train")
         if y.dim() != 1:
             raise SystemExit(f"subset {args.subset} has several labels; these models take one binary attribute")
         return ((x, y) if labelled else (x,)), faces.describe()
-    from .data.celeba import CelebAFaces
+    from ..data.celeba import CelebAFaces
 
     dataset = CelebAFaces(
         split="train",
@@ -123,7 +123,7 @@ def _training_data(args: argparse.Namespace):
 
 
 def train_command(args: argparse.Namespace) -> None:
-    from .train import fit, write_atomically
+    from ..training import fit, write_atomically
 
     device = distributed.setup()
     main = distributed.is_main_process()
@@ -165,14 +165,14 @@ def train_command(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .train import CheckpointError, NonFiniteLossError
+        from ..training import CheckpointError, NonFiniteLossError
 
         try:
             train_command(args)
         except (ValueError, CheckpointError, NonFiniteLossError) as err:  # a user's mistake: its message, no traceback
             raise SystemExit(f"latentlab train: error: {err}") from err
     elif args.command == "fetch-inception":
-        from .fid import download_inception_weights
+        from ..evaluation.fid import download_inception_weights
 
         print(f"Inception-v3 weights for FID: {download_inception_weights()}")
     elif args.command == "bench-sliders":

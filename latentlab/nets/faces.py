@@ -62,12 +62,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_features, check_images
-from .distributions import DiagonalGaussian
-from .nets import GaussianHead, _with_condition
+from ..checks import check_face_image_size, check_features, check_images
+from ..distributions import DiagonalGaussian
+from .small import GaussianHead, _with_condition
 
 __all__ = [
-    "SUPPORTED_SIZES",
     "WIDTHS",
     "CLASSIFIER_WIDTHS",
     "KINDS",
@@ -85,7 +84,6 @@ __all__ = [
     "face_networks",
 ]
 
-SUPPORTED_SIZES = (32, 64, 128)
 #: IntroVAC's widths at 128 px; smaller images use the last ones (the bottleneck stays 512 wide)
 WIDTHS = (32, 64, 128, 256, 512)
 #: half widths: the attribute classifier must train on a CPU
@@ -95,20 +93,6 @@ BOTTLENECK = 4  # every trunk stops at a 4x4 feature map
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_image_size(image_size: object, who: str) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in SUPPORTED_SIZES:
-        sizes = ", ".join(map(str, SUPPORTED_SIZES))
-        hint = ""
-        if isinstance(image_size, int) and image_size > 0:
-            nearest = min(SUPPORTED_SIZES, key=lambda s: abs(s - image_size))
-            hint = f" (e.g. torchvision.transforms.Resize({nearest}) then CenterCrop({nearest}))"
-        raise ValueError(
-            f"{who} supports {sizes} px square images, got image_size={image_size!r}; "
-            f"resize the images to one of these sizes{hint}"
-        )
-    return image_size
 
 
 def _check_kind(kind: str, who: str) -> str:
@@ -131,7 +115,7 @@ def _check_condition_dim(value: object, who: str, name: str = "condition_dim") -
 
 def num_stages(image_size: int) -> int:
     """Halvings from ``image_size`` down to the 4x4 bottleneck: 3, 4, 5 for 32, 64, 128 px."""
-    image_size = _check_image_size(image_size, "num_stages")
+    image_size = check_face_image_size(image_size, "num_stages")
     return (image_size // BOTTLENECK).bit_length() - 1
 
 
@@ -143,7 +127,7 @@ def default_channels(image_size: int, widths: Sequence[int] = WIDTHS) -> tuple[i
 def _resolve_channels(
     image_size: int, channels: Sequence[int] | None, who: str, widths: Sequence[int] = WIDTHS
 ) -> tuple[int, ...]:
-    image_size = _check_image_size(image_size, who)
+    image_size = check_face_image_size(image_size, who)
     if channels is None:
         return default_channels(image_size, widths)
     channels = tuple(channels)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
-from .distributions import kl_standard_normal
+from ..distributions import kl_standard_normal
 
 _STANDARD_NORMAL = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
 

@@ -1,6 +1,6 @@
 """Every label-guided model on the same faces, scored the same way: what the face-editing chapter tabulates.
 
-* :func:`train_face_model` builds a model by name (:mod:`latentlab.zoo`) and fits it, with
+* :func:`train_face_model` builds a model by name (:func:`latentlab.face_model`) and fits it, with
   checkpoints under ``data/checkpoints/`` so an interrupted run resumes and a finished one loads;
   :func:`training_table` sums up many such runs in one table.
 * :func:`editing_scores` gives one table row: reconstruction MSE, FID of reconstructions, edit
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
-from . import config, metrics, zoo
-from .config import Profile
-from .data.faces import FaceImages, subset_attributes
-from .fid import FeatureExtractor, frechet_distance
-from .judge import IndependentJudge
-from .models.base import LatentVariableModel
-from .train import fit, list_checkpoints
+from .. import config
+from ..evaluation import metrics
+from ..config import Profile
+from ..data.faces import FaceImages, subset_attributes
+from ..evaluation.fid import FeatureExtractor, frechet_distance
+from ..evaluation.judge import IndependentJudge
+from ..models import FACE_MODELS, LatentVariableModel, face_model
+from ..training import fit, list_checkpoints
 
 #: figures the papers report (CelebA; the protocol each used), to print next to ours
 PAPER_FIGURES = [
@@ -101,21 +102,23 @@ def train_face_model(
 ) -> tuple[LatentVariableModel, TrainingReport]:
     """Build ``name`` for ``faces`` and fit it on the training split of ``subset``; return it and a :class:`TrainingReport`.
 
-    ``model_args`` go to :func:`latentlab.zoo.face_model` (``channels=``, ``latent_dim=``, the
+    ``model_args`` go to :func:`latentlab.face_model` (``channels=``, ``latent_dim=``, the
     model's weights...); ``tag`` separates runs with different settings. Checkpoints go to
     :func:`checkpoint_dir`: a run that stopped resumes where it was, a finished run is loaded.
     ``progress``: a tqdm bar per model; ``None`` shows one on CUDA, where a model trains for an hour
     or more, and keeps CPU runs quiet (the report says what happened).
     """
     x, y = faces.split(subset, "train")
-    if y.dim() == 2 and name not in ("vac", "introvac"):
-        raise ValueError(f"{name} edits one attribute; give a one-attribute subset (EyeFacial is for VAC/IntroVAC)")
+    several = FACE_MODELS[name].several_attributes if name in FACE_MODELS else False
+    if y.dim() == 2 and not several:
+        takes = [n for n, entry in FACE_MODELS.items() if entry.several_attributes]
+        raise ValueError(f"{name} edits one attribute; give a one-attribute subset (EyeFacial is for {', '.join(takes)})")
     if y.dim() == 2:
         model_args.setdefault("num_labels", y.shape[1])
-    if name in ("vac", "introvac"):
+    if several:
         model_args.setdefault("attribute_names", subset_attributes(subset))  # names the sliders and edits
     torch.manual_seed(seed)
-    model = zoo.face_model(name, image_size=faces.image_size, **model_args)
+    model = face_model(name, image_size=faces.image_size, **model_args)
     directory = checkpoint_dir(name, subset, faces, tag)
     resumed = bool(list_checkpoints(directory))
     if progress is None:
@@ -189,12 +192,10 @@ def editing_scores(
     fallback = FeatureExtractor(judge.features, judge.feature_dim, "judge features")
     fid = frechet_distance(x, recon, fallback=fallback)
     row["FID recon"], row["FID features"], row["FID fallback reason"] = fid.value, fid.features, fid.fallback_reason
-    try:
-        row["own-head acc"] = float((model.predict(x).cpu() == y).float().mean())
-    except NotImplementedError:
-        row["own-head acc"] = float("nan")  # CSVAE has no classifier of its own
+    # CSVAE has no classifier of its own
+    row["own-head acc"] = float((model.predict(x).cpu() == y).float().mean()) if model.has_classifier else float("nan")
     if faces.identity_test is not None:
-        from .data.synthfaces import attribute_regions
+        from ..data.synthfaces import attribute_regions
 
         rows = slice(0, len(x))
         identity = metrics.identity_preservation(
@@ -246,8 +247,8 @@ def chapter_run(profile: Profile | None = None) -> ChapterRun:
     On CelebA the widths are the papers' and 30 epochs (the papers train 10 to 150); on synthetic
     faces narrow nets keep a CPU run to about a minute per model.
     """
-    from .data import DatasetNotFoundError, load_celeba_in_memory
-    from .data.synthfaces import synthetic_faces
+    from ..data import DatasetNotFoundError, load_celeba_in_memory
+    from ..data.synthfaces import synthetic_faces
 
     profile = profile or config.profile()
     faces, why = None, f"profile {profile.name} runs on synthetic faces"

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import check_labels, check_tensor
-from .models.base import LatentVariableModel
+from ..checks import check_labels, check_tensor
+from ..models.base import LatentVariableModel
 
 Editor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y, target) -> edited x
-Classifier = Callable[[torch.Tensor], torch.Tensor]  # x -> predicted labels
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # x -> predicted labels (a model's predict, a judge's)
 
 
 @torch.no_grad()
@@ -132,7 +132,7 @@ class DataClassifier:
 @torch.no_grad()
 def edit_success(
     edit: Editor,
-    classifier: Classifier,
+    classifier: Predictor,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
@@ -163,7 +163,7 @@ def evaluate(
     model: LatentVariableModel,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
-    classifier: Classifier,
+    classifier: Predictor,
     *,
     edit: Editor | None = None,
     probe: str = "mlp",
@@ -172,7 +172,7 @@ def evaluate(
     """Every score above for one model: test reconstruction error, a probe per latent part, edit success.
 
     ``train`` and ``test`` are ``(x, y)`` pairs; the probes train on the training codes. ``edit``
-    defaults to ``model.edit``; pass e.g. :func:`latentlab.edit.latent_shift_editor` for a model
+    defaults to ``model.edit``; pass e.g. :func:`latentlab.editing.edit.latent_shift_editor` for a model
     without labels. Keys: ``recon``, ``probe z`` (and ``probe w`` ...), ``majority``, ``edit 0->1``, ``edit 1->0``.
     """
     (x_train, y_train), (x_test, y_test) = train, test
@@ -189,7 +189,7 @@ def evaluate(
 # ----------------------------------------------------------------------------- classes of images
 
 
-def classification_accuracy(predict: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
+def classification_accuracy(predict: Predictor, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of ``x`` whose predicted label (``predict(x)``, e.g. ``model.predict``) equals ``y``."""
     y = check_tensor(y, "y")
     predicted = torch.as_tensor(predict(check_tensor(x, "x"))).cpu()
@@ -201,7 +201,7 @@ def classification_accuracy(predict: Classifier, x: torch.Tensor, y: torch.Tenso
 @torch.no_grad()
 def conditional_generation_accuracy(
     sample: Callable[[torch.Tensor], torch.Tensor],
-    judge: Classifier,
+    judge: Predictor,
     num_classes: int,
     *,
     per_class: int = 100,
@@ -247,7 +247,7 @@ def style_preservation(
 # ----------------------------------------------------------------------------- faces
 
 
-def attribute_edit_success(edit: Editor, predict: Classifier, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+def attribute_edit_success(edit: Editor, predict: Predictor, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Edit success for one binary attribute, named by direction: ``add`` (0 -> 1) and ``remove`` (1 -> 0).
 
     ``predict`` is the independent judge's ``x -> 0/1`` for that attribute (e.g.

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .checks import check_features, check_images
-from .distributions import DiagonalGaussian
+from ..checks import check_features, check_images
+from ..distributions import DiagonalGaussian
 
 
 def _with_condition(h: torch.Tensor, condition: torch.Tensor | None, condition_dim: int) -> torch.Tensor:

@@ -4,9 +4,9 @@ Creswell et al. (2017, sec. 5) score an attribute edit by asking a *separate* cl
 on real images and never on a model's output, whether the edited image shows the attribute. A
 model's own classifier head cannot do this job: the model can learn to fool its own head. The
 judge here predicts every attribute of the dataset at once (and, on synthetic faces, the identity
-factors too, for :func:`latentlab.metrics.identity_preservation`), and its penultimate features
+factors too, for :func:`latentlab.evaluation.metrics.identity_preservation`), and its penultimate features
 serve as the stand-in feature space of FID when Inception weights cannot be loaded
-(:mod:`latentlab.fid`).
+(:mod:`latentlab.evaluation.fid`).
 
     judge = IndependentJudge.for_faces(faces, path="data/judges/synthetic-64.pt")   # trains or loads
     judge.report                     # its own test accuracy per attribute: how far to trust it
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .data.faces import FaceImages
-from .models.classifier import AttributeClassifier
-from .nets_faces import BOTTLENECK, FaceClassifier
+from ..data.faces import FaceImages
+from ..models.classifier import AttributeClassifier
+from ..nets.faces import BOTTLENECK, FaceClassifier
 
 JUDGE_FORMAT = "latentlab-judge-v1"
 
@@ -78,7 +78,7 @@ class IndependentJudge:
                     "pass another path, or delete that file to train a new judge (it is never overwritten)"
                 )
             return judge
-        from .train import fit
+        from ..training import fit
 
         factors = faces.identity_train is not None
         net_config = {"image_size": faces.image_size, "kind": kind, "channels": list(channels) if channels else None,
@@ -93,7 +93,7 @@ class IndependentJudge:
         )
         train = (faces.x_train, faces.attributes_train) + ((faces.identity_train,) if factors else ())
         fit(model, train, epochs=epochs, batch_size=batch_size, seed=seed, device=device, progress=progress)
-        from .data.synthfaces import CATEGORICAL_FACTORS
+        from ..data.synthfaces import CATEGORICAL_FACTORS
 
         judge = cls(
             model.cpu(),
@@ -109,7 +109,7 @@ class IndependentJudge:
         return judge
 
     def save(self, path: str | os.PathLike) -> Path:
-        from .train import save_checkpoint
+        from ..training import save_checkpoint
 
         return save_checkpoint(
             {
@@ -165,7 +165,7 @@ class IndependentJudge:
         return factors
 
     def predictor(self, attribute: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``x -> 0/1`` for one attribute: the ``classifier`` argument of :func:`latentlab.metrics.edit_success`."""
+        """``x -> 0/1`` for one attribute: the ``classifier`` argument of :func:`latentlab.evaluation.metrics.edit_success`."""
         if attribute not in self.attribute_names:
             raise ValueError(f"the judge knows {', '.join(self.attribute_names)}, not {attribute!r}")
         j = self.attribute_names.index(attribute)

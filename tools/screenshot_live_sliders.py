@@ -1,6 +1,6 @@
 """Screenshot of the live sliders, as a reader with a kernel sees them, for the sliders chapter.
 
-    .venv/bin/python tests/screenshot_live_sliders.py [--out book/images/live_sliders_jupyterlab.png]
+    .venv/bin/python tools/screenshot_live_sliders.py [--out book/images/live_sliders_jupyterlab.png]
 
 Starts JupyterLab (the same isolated server as tests/test_live_sliders_browser.py), runs the
 sliders chapter's live cell on its trained IntroVAC (cpu profile; the checkpoints must be in
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CELL = """\
 import torch
 from latentlab.config import Profile
-from latentlab.face_editing import chapter_run
-from latentlab.sliders import LiveSliders
+from latentlab.chapters.face_editing import chapter_run
+from latentlab.editing.sliders import LiveSliders
 
 run = chapter_run(Profile("cpu", "screenshot"))
 model, report = run.train("introvac", "EyeFacial", warmup_epochs=2)

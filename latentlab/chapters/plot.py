@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .checks import check_tensor
+from ..checks import check_tensor
 
 
 #: dots per inch of every stored figure: a figure of up to 7.5 inches is at most 1080 pixels wide,

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checks import check_tensor
+from ..checks import check_tensor
 
 INCEPTION = "Inception-v3 pool3 (2048), torch-fidelity weights"
 

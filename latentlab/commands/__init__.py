@@ -1,0 +1,1 @@
+"""The command line (``python -m latentlab``): train a face model, the step and slider benchmarks."""
