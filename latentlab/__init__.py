@@ -18,7 +18,7 @@ The folders show the architecture; each layer imports only the ones above it in 
 
 __version__ = "0.1.0"
 
-from . import config, data, distributed, distributions, editing, evaluation, models, nets, training
+from . import chapters, config, data, distributed, distributions, editing, evaluation, models, nets, training
 from .config import describe_run, launch_note, profile
 from .distributions import DiagonalGaussian
 from .evaluation.judge import IndependentJudge
@@ -49,6 +49,7 @@ __all__ = [
     "training",
     "evaluation",
     "editing",
+    "chapters",
     "distributed",
     "IndependentJudge",
     "AttributeClassifier",

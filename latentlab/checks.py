@@ -144,14 +144,14 @@ FACE_IMAGE_SIZES = (32, 64, 128)
 def check_face_image_size(image_size: object, who: str = "face models") -> int:
     """One of :data:`FACE_IMAGE_SIZES` (the residual nets pool to 4x4 from these), with the resize that fixes it."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in FACE_IMAGE_SIZES:
-        sizes = ", ".join(map(str, FACE_IMAGE_SIZES[:-1])) + f" or {FACE_IMAGE_SIZES[-1]}"
+        either = ", ".join(map(str, FACE_IMAGE_SIZES[:-1])) + f" or {FACE_IMAGE_SIZES[-1]}"
         hint = ""
         if isinstance(image_size, int) and image_size > 0:
             nearest = min(FACE_IMAGE_SIZES, key=lambda size: abs(size - image_size))
             hint = f" (e.g. torchvision.transforms.Resize({nearest}) then CenterCrop({nearest}))"
         raise ValueError(
-            f"{who} take {sizes} px square images (FACE_IMAGE_SIZES), got image_size={image_size!r}; "
-            f"resize the images to one of these sizes{hint}"
+            f"{who}: image_size must be one of FACE_IMAGE_SIZES = {FACE_IMAGE_SIZES} (square images of {either} px), "
+            f"got image_size={image_size!r}; resize the images to one of these sizes{hint}"
         )
     return int(image_size)
 

@@ -1,6 +1,7 @@
 """What the book's chapters share: figure style and image grids (``plot``), and the face-editing
-chapters' runs (``face_editing``: every model trained on one face subset and scored the same way)."""
+chapters' runs (``face_editing``: every model trained on one face subset and scored the same way;
+import it by name, ``from latentlab.chapters import face_editing``, as only those chapters need it)."""
 
-from . import face_editing, plot
+from . import plot
 
-__all__ = ["face_editing", "plot"]
+__all__ = ["plot"]
