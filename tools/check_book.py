@@ -12,7 +12,7 @@ For each page (the root `book/intro` and every chapter) it checks that
 3. every `<img>` loaded (`complete && naturalWidth > 0`), data URIs included;
 4. every static slider (`div.latentlab-slider`) has its image and range inputs, and moving each
    input changes the image (the whole book must hold at least one slider);
-5. a launch note (`.latentlab-launch-note`) is shown, on every page but the bibliography;
+5. a launch note (`.latentlab-launch-note`) is shown, on every page but the bibliography and the implementation notes;
 6. every link inside the book reaches an existing file and, with a `#fragment`, an existing id
    (external links are listed, not fetched);
 7. the page (its HTML file and the image files it shows) is under 4 MB;
@@ -55,7 +55,7 @@ MAX_IMAGE_SHRINK = 2.5              # a figure shown at under 1/2.5 of its width
 MAX_IMAGE_STRETCH = 1.25            # stretched further (without pixelated rendering) it is blurry
 MIN_IMAGE_DPI = 100                 # figures stored below this are blurry on high-density screens
 NOISE_IN_OUTPUTS = ("Downloading:", "Traceback", "URLError")  # what a stored output must not show
-LAUNCH_NOTE_EXEMPT = {"book/bibliography"}   # the bibliography has nothing to launch
+LAUNCH_NOTE_EXEMPT = {"book/bibliography", "book/implementation_notes"}  # reference pages: nothing to launch
 VIEWPORT = {"width": 1280, "height": 900}
 SCREENSHOT_MAX_HEIGHT = 8000        # long chapters are clipped: the top of a page is what we look at
 LOAD_TIMEOUT_MS = 30_000
