@@ -289,7 +289,7 @@ class CelebAFaces(torch.utils.data.Dataset):
         extra += f"; {self.coverage}" if self.coverage else ""
         s = self.image_size
         return (
-            f"CelebA {self.split} from {self.folder}: {len(self)} images at {s}x{s}, "
+            f"CelebA {self.split} from {config.shown_path(self.folder)}: {len(self)} images at {s}x{s}, "
             f"subset {subset}, balance {balance}{extra}"
         )
 
