@@ -251,7 +251,8 @@ class LatentVariableModel(nn.Module):
         span: float | None = None,
         names: Sequence[str] | None = None,
     ) -> SliderSpace:
-        """The sliders of one image ``x`` (1, C, H, W) with its label ``y`` from :meth:`one_label`.
+        """The sliders of one image ``x`` (1, C, H, W) with its label ``y`` from :meth:`one_label`, called
+        in eval mode by :func:`latentlab.editing.sliders.slider_space`, which prepares both.
 
         Default, for a model with one unlabelled latent ``z``: the top ``num_directions`` principal
         directions of the codes of ``reference`` images, in standard deviations. Model families
@@ -341,7 +342,6 @@ class LabelDecoderModel(LatentVariableModel):
             if not self.has_classifier:
                 raise ValueError(f"{type(self).__name__} encodes with the label: pass y, the image's label")
             y = self.predict(x).to(self.device)
-        self.eval()
         z = self.encode(x, y)["z"].mean
         own = self.one_hot(y, 1)[0]
         if self.num_classes == 2:

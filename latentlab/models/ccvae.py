@@ -330,7 +330,6 @@ class CCVAE(LatentVariableModel):
 
     def slider_space(self, x, y=None, **unused) -> SliderSpace:
         """Each characteristic coordinate z_c[i], over :meth:`controls` (the image's z_style kept)."""
-        self.eval()
         codes = {name: q.mean for name, q in self.encode(x).items()}
         axes = [with_default(axis, own) for axis, own in zip(self.controls(), codes["z_c"][0].tolist())]
         style = codes["z_style"]

@@ -214,7 +214,6 @@ class CSVAE(LatentVariableModel):
         """Each coordinate of w, the labels' subspace, over the priors' means +/- 3 scales (the image's z kept)."""
         if y is None:
             raise ValueError("CSVAE's w encoder reads the labels: pass y, the image's 0/1 labels (one per attribute)")
-        self.eval()
         codes = {name: q.mean for name, q in self.encode(x, y).items()}
         std = (0.5 * self.w_prior_log_var).exp()
         low, high = float((self.w_prior_mean - 3 * std).min()), float((self.w_prior_mean + 3 * std).max())

@@ -253,7 +253,6 @@ class VAC(LatentVariableModel):
     def slider_space(self, x, y=None, *, span=None, **unused) -> SliderSpace:
         """delta along each attribute direction w_i / ||w_i|| (sec. 4.2), over [-span, span] if given
         (default: ``controls``, +/- 2 ``edit_delta``)."""
-        self.eval()
         mu, directions = self.encoder(x).mean, self.directions()
         axes = self.controls()
         if span is not None:

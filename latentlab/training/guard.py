@@ -54,7 +54,8 @@ def optimizer_tensors(model: nn.Module, optimizers: dict) -> Iterator[tuple[str,
 
 
 def check_finite_loss(
-    terms: dict[str, float], batch: tuple, index: torch.Tensor, run: dict, checkpoint_dir, checkpoint_every: int, main: bool
+    terms: dict[str, float], batch: tuple, index: torch.Tensor, step: int, epoch: int, checkpoint_dir,
+    checkpoint_every: int, main: bool,
 ) -> None:
     """Stop when a loss term is NaN or inf, naming the cause (the data, when the batch itself holds NaN) and the last good checkpoint.
 
@@ -66,7 +67,7 @@ def check_finite_loss(
     bad = {name: value for name, value in terms.items() if not math.isfinite(value)}
     if not bad:
         return
-    at = f"at step {run['step'] + 1} (epoch {run['epoch'] + 1})"
+    at = f"at step {step + 1} (epoch {epoch + 1})"
     data = _nonfinite_examples(batch, index)
     if distributed.average_terms({"data": float(data is not None)})["data"] > 0:  # on any process
         raise ValueError(
@@ -74,7 +75,7 @@ def check_finite_loss(
             f"({data or 'on another process'}): the data, not the learning rate. Clean the Dataset "
             "(drop or impute those examples) and train again."
         )
-    moved = _set_aside(checkpoint_dir, run["step"], "the parameters that gave this loss", main)
+    moved = _set_aside(checkpoint_dir, step, "the parameters that gave this loss", main)
     raise NonFiniteLossError(
         f"loss term(s) {bad} became non-finite {at}; training stopped. {moved}{_advice(checkpoint_dir, checkpoint_every)}"
     )

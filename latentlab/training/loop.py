@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -62,8 +62,12 @@ class RunState:
         self.epoch, self.step_in_epoch, self.epoch_sums = self.epoch + 1, 0, {}
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "epoch_sums": self.epoch_sums, "history": self.history}
+        """What a checkpoint saves of the run; :meth:`from_checkpoint` reads it back."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> RunState:
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
 def fit(
@@ -170,7 +174,7 @@ def fit(
         total_steps = epochs * steps_per_epoch if max_steps is None else min(epochs * steps_per_epoch, max_steps)
         dtype = model_dtype(model)
         unconfirmed = run.step if resumed else -2  # the newest checkpoint whose next step is still to check
-        bar = held.enter_context(progress_bar(progress and main, total_steps, run.step, type(model).__name__))
+        bar = held.enter_context(ProgressBar(progress and main, total_steps, run.step, type(model).__name__))
         model.train()
         while run.epoch < epochs and run.step < total_steps:
             model.on_epoch_start(run.epoch)
@@ -180,7 +184,7 @@ def fit(
                 with torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext():
                     terms = model.training_step(batch, optimizers)
                 terms = distributed.average_terms(terms)  # a NaN on any process now stops them all
-                check_finite_loss(terms, batch, index, run.as_dict(), checkpoint_dir, checkpoint_every, main)
+                check_finite_loss(terms, batch, index, run.step, run.epoch, checkpoint_dir, checkpoint_every, main)
                 run.record(terms)
                 bar.update(epoch=run.epoch + 1, loss=terms.get("loss", float("nan")))
                 epoch_done = run.step_in_epoch == steps_per_epoch
@@ -248,7 +252,7 @@ def _resume(model, optimizers, schedulers, settings, identity, checkpoint_dir, r
     check_resumable(state, newest, model, settings, identity)
     load_states(state, newest, model, optimizers, schedulers)
     apply_optimizer_settings(configured, optimizers, schedulers, newest, state["step"])
-    run = RunState(**{k: state[k] for k in ("step", "epoch", "step_in_epoch", "epoch_sums", "history")})
+    run = RunState.from_checkpoint(state)
     if rank == 0:
         set_rng_state(state["rng"])
     else:  # the checkpoint holds rank 0's generator; the others continue on fresh noise
@@ -303,7 +307,7 @@ def on_rank0(main: bool, action: Callable[[], object]) -> None:
         raise shared[0](shared[1])
 
 
-class _Progress:
+class ProgressBar:
     """A tqdm bar on rank 0 when asked for (a widget in notebooks, text elsewhere), else nothing."""
 
     def __init__(self, enabled: bool, total: int, initial: int, name: str):
@@ -318,13 +322,9 @@ class _Progress:
             self.bar.update(1)
             self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}")
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def progress_bar(enabled: bool, total: int, initial: int, name: str) -> _Progress:
-    return _Progress(enabled, total, initial, name)

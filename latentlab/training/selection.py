@@ -35,10 +35,6 @@ class EpochSelection:
     scores: list[float]
     seconds: float
 
-    def describe(self, what: str = "validation score") -> str:
-        return (f"best {what} {self.best_score:.3f} at epoch {self.best_epoch} of {len(self.scores)}, "
-                f"{self.seconds:.0f} s of training")
-
 
 def fit_selecting_epoch(
     model: LatentVariableModel,
