@@ -308,6 +308,20 @@ def test_describe(celeba_root):
     assert "balance none" in CelebAFaces(celeba_root, "test").describe()
 
 
+def test_copy_summary_counts_labelled_photographs_and_identities(celeba_root, kaggle_root):
+    """The launch note says how much of CelebA ran: photographs with labels and a JPEG, and whose they are."""
+    from latentlab.data.celeba import read_celeba
+
+    assert read_celeba(celeba_root).summary() == "12 labelled photographs of 12 identities, a part of CelebA's 202,599"
+    assert read_celeba(kaggle_root).summary() == "12 labelled photographs, a part of CelebA's 202,599"  # no identities
+    copy = read_celeba(celeba_root)
+    for name in ("000003.jpg", "000010.jpg"):
+        (copy.image_dir / name).unlink()
+    assert read_celeba(celeba_root).summary() == "10 labelled photographs of 10 identities, a part of CelebA's 202,599"
+    faces = load_celeba_in_memory(None, image_size=32, root=celeba_root)
+    assert "(10 labelled photographs of 10 identities, a part of CelebA's 202,599; official train/test split" in faces.source
+
+
 # --------------------------------------------------------------------------- cache
 
 

@@ -83,3 +83,40 @@ def test_chapter_run_says_why_a_gpu_profile_fell_back_to_synthetic_faces(monkeyp
     run = chapter_run(Profile("gpu", "test"))
     assert run.why == "Synthetic faces, not CelebA: CelebA is not in data/celeba (CelebA was not found in data/celeba)."
     assert asked == {"size": (20_000, 2000), "image_size": 32, "seed": 0} and run.tag == "gpu-40ep"
+
+
+def test_cpu_profile_on_celeba_trains_every_model_for_the_same_number_of_steps(tmp_path, monkeypatch):
+    """With CelebA present the cpu profile runs on it (64 px, narrow nets), each model for ``steps`` optimizer
+    steps: IntroVAC's subsets are balanced as its code balances them, so they get more epochs; a ``variant``
+    gets checkpoints and a training-table label of its own."""
+    import dataclasses
+
+    import latentlab.data
+    from latentlab.data.faces import balance_indices
+
+    monkeypatch.setenv("LATENTLAB_DATA", str(tmp_path))
+    photos = synthetic_faces(120, 30, image_size=32, seed=1)
+    rare = photos.attributes_train.clone()
+    rare[:, photos.attribute_names.index("Eyeglasses")] = (torch.arange(120) < 20).long()  # glasses as rare as on CelebA
+    photos = dataclasses.replace(photos, attributes_train=rare, identity_train=None, identity_test=None)
+    asked = {}
+    monkeypatch.setattr(latentlab.data, "load_celeba_in_memory",
+                        lambda subset, image_size, limit: asked.update(size=image_size) or photos)
+    run = chapter_run(Profile("cpu", "test"))
+    assert asked == {"size": 64} and not run.synthetic and run.steps == 500 and "CelebA photographs" in run.why
+    assert run.nets == {"channels": (16, 32, 64, 128), "latent_dim": 64} and run.num_test == 30
+
+    run = dataclasses.replace(run, nets=NETS, steps=6, batch_size=16)
+    glasses = photos.labels("Eye", "train")
+    eye_images = len(balance_indices(glasses, 2))  # every positive, 2 negatives per positive
+    assert eye_images < 120 and run.training_images("Eye") == eye_images
+    assert run.training_images(["Eyeglasses"]) == 120  # a plain attribute list is not balanced
+    assert run.epochs_for(["Smiling"]) == 1 and run.epochs_for("Eye") == -(-6 // -(-eye_images // 16))
+    assert run.warmup_epochs("Eye") == run.epochs_for("Eye") // 4
+
+    model, report = run.train("introvac", "Eye")
+    assert (report.images, report.epochs) == (eye_images, run.epochs_for("Eye"))
+    assert model.warmup_epochs == run.warmup_epochs("Eye")
+    other, other_report = run.train("introvac", "Eye", variant="code-mean", fake_in_attribute_mean=True)
+    assert other.fake_in_attribute_mean and other_report.model == "introvac (code-mean)" and not other_report.resumed
+    assert checkpoint_dir("introvac", "Eye", photos, f"{run.tag}-code-mean") != checkpoint_dir("introvac", "Eye", photos, run.tag)

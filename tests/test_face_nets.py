@@ -197,17 +197,49 @@ def test_gradients_reach_every_parameter(name):
 
 @pytest.mark.parametrize("in_channels, out_channels", [(4, 4), (4, 6)])
 @pytest.mark.parametrize("train", [True, False])
-def test_residual_block_adds_its_skip(in_channels, out_channels, train):
-    block = ResidualBlock(in_channels, out_channels).train(train)
+@pytest.mark.parametrize("before_skip", [True, False])
+def test_residual_block_adds_its_skip(in_channels, out_channels, train, before_skip):
+    block = ResidualBlock(in_channels, out_channels, activate_before_skip=before_skip).train(train)
     assert isinstance(block.skip, nn.Identity) == (in_channels == out_channels)
     with torch.no_grad():
         block.conv1.weight.zero_()
         block.conv2.weight.zero_()
         x = torch.randn(2, in_channels, 8, 8)
         out = block(x)
-        assert torch.allclose(out, F.leaky_relu(block.skip(x), 0.2), atol=1e-6)
-        if in_channels == out_channels:
-            assert torch.allclose(out, F.leaky_relu(x, 0.2), atol=1e-6)
+        # a zero residual branch: the skip alone, activated only where the activation follows the sum
+        expected = block.skip(x) if before_skip else F.leaky_relu(block.skip(x), 0.2)
+        assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_residual_block_orders_compute_their_own_functions_from_the_same_weights(train):
+    """The same weights in both orders: the authors' (activate the branch, then add the skip) and
+    ResNet's (add, then activate), each equal to its formula written out here, and not to each other."""
+    torch.manual_seed(0)
+    official = ResidualBlock(4, 6, activate_before_skip=True)
+    with torch.no_grad():
+        for bn in (official.bn1, official.bn2):  # non-trivial statistics and affine parameters
+            bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0), bn.weight.normal_(), bn.bias.normal_()
+    resnet = ResidualBlock(4, 6, activate_before_skip=False)
+    resnet.load_state_dict(official.state_dict())
+    official.train(train), resnet.train(train)
+    x = torch.randn(3, 4, 8, 8)
+
+    def batch_norm(bn, h):
+        if train:
+            mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+        else:
+            mean, var = bn.running_mean.view(1, -1, 1, 1), bn.running_var.view(1, -1, 1, 1)
+        return (h - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+
+    with torch.no_grad():
+        w = official.state_dict()
+        h = F.leaky_relu(batch_norm(official.bn1, F.conv2d(x, w["conv1.weight"], padding=1)), 0.2)
+        branch = batch_norm(official.bn2, F.conv2d(h, w["conv2.weight"], padding=1))
+        skip = F.conv2d(x, w["skip.weight"])
+        assert torch.allclose(official(x), skip + F.leaky_relu(branch, 0.2), atol=1e-5)
+        assert torch.allclose(resnet(x), F.leaky_relu(skip + branch, 0.2), atol=1e-5)
+        assert (official(x) - resnet(x)).abs().max() > 0.1
 
 
 def test_residual_block_scale_sets_the_inner_width():

@@ -18,12 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import check_book
-import nbformat
-from playwright.sync_api import sync_playwright
-from test_live_sliders_browser import CHROMIUM, FRONTENDS, JupyterServer
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the live-slider browser test's server and browser settings
+
+import check_book  # noqa: E402
+import nbformat  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+from test_live_sliders_browser import CHROMIUM, FRONTENDS, JupyterServer  # noqa: E402
 
 CELL = """\
 import torch
@@ -32,7 +33,7 @@ from latentlab.chapters.face_editing import chapter_run
 from latentlab.editing.sliders import LiveSliders
 
 run = chapter_run(Profile("cpu", "screenshot"))
-model, report = run.train("introvac", "EyeFacial", warmup_epochs=2)
+model, report = run.train("introvac", "EyeFacial")  # the editing chapter's settings (run.train)
 assert report.resumed, report  # the chapter's model, not a fresh one
 judge = run.judge()
 x, y = run.faces.split("EyeFacial", "test")

@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ import torch
 from .. import config
 from ..evaluation import metrics
 from ..config import Profile
-from ..data.faces import FaceImages, subset_attributes
+from ..data.faces import INTROVAC_NEGATIVES_PER_POSITIVE, FaceImages, balance_indices, subset_attributes
 from ..evaluation.fid import FeatureExtractor, frechet_distance
 from ..evaluation.judge import IndependentJudge
 from ..models import FACE_MODELS, LatentVariableModel, face_model
@@ -50,10 +51,16 @@ PAPER_FIGURES = [
 
 
 def checkpoint_dir(name: str, subset: str | Sequence[str], faces: FaceImages, tag: str = "") -> Path:
-    """``data/checkpoints/<model>-<subset>-<data>[-tag]``: one directory per model, subset and data set."""
+    """``data/checkpoints/<model>-<subset>[-tag]-<data>-<hash>``: one directory per model, subset, settings and data set.
+
+    The data set's description can be long (a CelebA copy's says how it was cropped); it is cut
+    to keep the name short, and the hash of the whole description keeps two data sets apart.
+    """
     subset = subset if isinstance(subset, str) else "+".join(subset)
-    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{name}-{subset}-{faces.source}-{tag}".strip("-")).strip("_")
-    return config.data_root() / "checkpoints" / slug[:150]
+    digest = hashlib.sha1(faces.source.encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(p for p in (name, subset, tag) if p)).strip("_")
+    data = re.sub(r"[^A-Za-z0-9.+-]+", "_", faces.source).strip("_")[:60].strip("_")
+    return config.data_root() / "checkpoints" / f"{slug}-{data}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ def train_face_model(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     fit_args: dict | None = None,
+    negatives_per_positive: int | None = None,
     **model_args,
 ) -> tuple[LatentVariableModel, TrainingReport]:
     """Build ``name`` for ``faces`` and fit it on the training split of ``subset``; return it and a :class:`TrainingReport`.
@@ -106,9 +114,13 @@ def train_face_model(
     model's weights...); ``tag`` separates runs with different settings. Checkpoints go to
     :func:`checkpoint_dir`: a run that stopped resumes where it was, a finished run is loaded.
     ``progress``: a tqdm bar per model; ``None`` shows one on CUDA, where a model trains for an hour
-    or more, and keeps CPU runs quiet (the report says what happened).
+    or more, and keeps CPU runs quiet (the report says what happened). ``negatives_per_positive``
+    balances the training split as the IntroVAC code does (:func:`~latentlab.data.faces.balance_indices`).
     """
     x, y = faces.split(subset, "train")
+    if negatives_per_positive is not None:
+        keep = balance_indices(y, negatives_per_positive)
+        x, y = x[keep], y[keep]
     several = FACE_MODELS[name].several_attributes if name in FACE_MODELS else False
     if y.dim() == 2 and not several:
         takes = [n for n, entry in FACE_MODELS.items() if entry.several_attributes]
@@ -210,7 +222,12 @@ def editing_scores(
 
 @dataclass(frozen=True)
 class ChapterRun:
-    """What one profile of the face chapters runs on: data, network sizes, epochs, judge, checkpoint tag."""
+    """What one profile of the face chapters runs on: data, network sizes, training length, judge, checkpoint tag.
+
+    ``steps``, when set, is the training length of every model in optimizer steps (rounded up to
+    whole epochs), so a model on a small balanced subset (Eye) trains as long as one on all the
+    images; otherwise every model trains ``epochs`` epochs.
+    """
 
     profile: str
     faces: FaceImages
@@ -222,6 +239,7 @@ class ChapterRun:
     num_test: int
     tag: str
     batch_size: int = 64
+    steps: int | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -234,32 +252,70 @@ class ChapterRun:
         return IndependentJudge.for_faces(self.faces, path=path, epochs=self.judge_epochs,
                                           channels=self.judge_channels, device=device)
 
+    def training_images(self, subset: str | Sequence[str]) -> int:
+        """How many training images ``subset`` trains on: balanced as IntroVAC does for its named subsets."""
+        ratio = INTROVAC_NEGATIVES_PER_POSITIVE.get(subset) if isinstance(subset, str) else None
+        return len(balance_indices(self.faces.labels(subset, "train"), ratio))
+
+    def epochs_for(self, subset: str | Sequence[str]) -> int:
+        """The epochs that give ``subset``'s model this run's length (``steps``, or ``epochs`` without it)."""
+        if self.steps is None:
+            return self.epochs
+        steps_per_epoch = -(-self.training_images(subset) // self.batch_size)
+        return max(1, -(-self.steps // steps_per_epoch))
+
+    def warmup_epochs(self, subset: str | Sequence[str]) -> int:
+        """A warm-up (IntroVAC's plain VAC) of the first quarter of its epochs, so the decoder reconstructs
+        before the adversarial terms start (the authors warm up 5 of 150 epochs; these runs are short)."""
+        return self.epochs_for(subset) // 4
+
     def train(self, name: str, subset: str | Sequence[str], device: str | torch.device | None = None,
-              **model_args) -> tuple[LatentVariableModel, TrainingReport]:
-        """:func:`train_face_model` with this run's sizes (same checkpoints for every chapter that asks)."""
-        return train_face_model(name, self.faces, subset, epochs=self.epochs, batch_size=self.batch_size,
-                                tag=self.tag, device=device, **self.nets, **model_args)
+              variant: str = "", **model_args) -> tuple[LatentVariableModel, TrainingReport]:
+        """:func:`train_face_model` with this run's sizes (same checkpoints for every chapter that asks).
+
+        IntroVAC's subsets (Eye, Facial, EyeFacial) are balanced as its code does; a model that warms
+        up (IntroVAC) does so for :meth:`warmup_epochs` unless ``warmup_epochs`` is given. ``variant`` names a run whose
+        ``model_args`` change the model's settings, so that it gets checkpoints of its own.
+        """
+        ratio = INTROVAC_NEGATIVES_PER_POSITIVE.get(subset) if isinstance(subset, str) else None
+        if FACE_MODELS[name].warms_up:
+            model_args.setdefault("warmup_epochs", self.warmup_epochs(subset))
+        model, report = train_face_model(
+            name, self.faces, subset, epochs=self.epochs_for(subset), batch_size=self.batch_size,
+            tag=f"{self.tag}-{variant}" if variant else self.tag, device=device, negatives_per_positive=ratio,
+            **self.nets, **model_args,
+        )
+        return model, replace(report, model=f"{name} ({variant})") if variant else report
 
 
 def chapter_run(profile: Profile | None = None) -> ChapterRun:
-    """The face chapters' run for ``profile``: CelebA at 128 px (gpu, when present), else synthetic faces at 32 px.
+    """The face chapters' run for ``profile``: CelebA photographs when ``data/celeba/`` holds them, else synthetic faces.
 
-    On CelebA the widths are the papers' and 30 epochs (the papers train 10 to 150); on synthetic
-    faces narrow nets keep a CPU run to about a minute per model.
+    * gpu, CelebA: 128 px, the papers' widths, 30 epochs (the papers train 10 to 150).
+    * cpu, CelebA: 64 px (the information-factorization paper's size) with a quarter of the
+      papers' widths and latent 64, 500 optimizer steps per model: about an hour and a half for
+      every model of both chapters on 2 cores, on a copy of a few thousand photographs.
+    * otherwise (smoke, or no CelebA): synthetic faces at 32 px with narrow nets, about a minute
+      per model on a CPU.
     """
     from ..data import DatasetNotFoundError, load_celeba_in_memory
     from ..data.synthfaces import synthetic_faces
 
     profile = profile or config.profile()
     faces, why = None, f"profile {profile.name} runs on synthetic faces"
-    if profile.name == "gpu":
+    if profile.name in ("gpu", "cpu"):
+        size, limit = (128, 60_000) if profile.name == "gpu" else (64, 20_000)
         try:
-            faces = load_celeba_in_memory(None, image_size=128, limit=60_000)
+            faces = load_celeba_in_memory(None, image_size=size, limit=limit)
         except DatasetNotFoundError as error:
             why = f"CelebA is not in data/celeba ({str(error).splitlines()[0]})"
-    if faces is not None:
+    if faces is not None and profile.name == "gpu":
         return ChapterRun(profile.name, faces, "CelebA photographs", {"channels": None, "latent_dim": 256}, epochs=30,
                           judge_epochs=10, judge_channels=None, num_test=2000, tag="gpu-30ep")
+    if faces is not None:
+        return ChapterRun(profile.name, faces, "CelebA photographs, at 64 px with narrow networks (profile cpu)",
+                          {"channels": (16, 32, 64, 128), "latent_dim": 64}, epochs=0, judge_epochs=8,
+                          judge_channels=None, num_test=len(faces.x_test), tag="cpu-64px-500steps", steps=500)
     faces = synthetic_faces(*profile.choose(smoke=(400, 200), cpu=(3000, 600), gpu=(20_000, 2000)),
                             image_size=32, seed=0)
     nets = {"channels": profile.choose(smoke=(8, 16, 32), cpu=(16, 32, 64), gpu=(32, 64, 128)),

@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_sliders import add_arguments as add_slider_arguments
 
     add_slider_arguments(sliders)
+    official = commands.add_parser("bench-introvac", help="IntroVAC's step against the official code's (CPU)")
+    from .bench_introvac import add_arguments as add_official_arguments
+
+    add_official_arguments(official)
     commands.add_parser("fetch-inception", help="download the Inception-v3 weights FID uses (once, 92 MB)")
     return parser
 
@@ -175,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         from ..evaluation.fid import download_inception_weights
 
         print(f"Inception-v3 weights for FID: {download_inception_weights()}")
+    elif args.command == "bench-introvac":
+        from .bench_introvac import bench_command
+
+        bench_command(args)
     elif args.command == "bench-sliders":
         from .bench_sliders import bench_command
 

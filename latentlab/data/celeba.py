@@ -78,6 +78,7 @@ CELEBA_DRIVE = (
 KAGGLE_PAGE = "https://www.kaggle.com/datasets/jessicali9530/celeba-dataset"
 CELEBA_FOLDER = "celeba"  # under the data root, as torchvision names it
 IMAGE_FOLDER = "img_align_celeba"
+CELEBA_IMAGES = 202_599  # aligned photographs in the full data set
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}  # list_eval_partition's values
 SPLITS = (*SPLIT_CODES, "all")
 
@@ -205,7 +206,7 @@ class CelebAFaces(torch.utils.data.Dataset):
         if verify_checksums:
             _verify_checksums(copy)
         self.folder, self.image_dir, self.annotation_files = copy.folder, copy.image_dir, copy.files
-        self.layout = copy.layout()
+        self.layout, self.copy_summary = copy.layout(), copy.summary()
         self.split, self.image_size, self.subset = split, image_size, subset
         self.negatives_per_positive, self.limit = ratio, limit
 
@@ -501,6 +502,15 @@ class CelebACopy:
     unlabelled_jpegs: int  # images in image_dir without an attribute row or without a partition row
     attributes_only: int  # rows of the attribute file whose image has no partition row
     partition_only: int  # rows of the partition file whose image has no attribute row
+
+    def summary(self) -> str:
+        """How much of CelebA this copy holds: '6,000 labelled photographs of 200 identities' (a sample), or
+        'all 202,599 labelled photographs' (the whole data set)."""
+        count = int(self.has_jpeg.sum())
+        if count == CELEBA_IMAGES:
+            return f"all {count:,} labelled photographs"
+        people = "" if self.identity is None else f" of {len(set(self.identity[torch.from_numpy(self.has_jpeg)].tolist())):,} identities"
+        return f"{count:,} labelled photographs{people}, a part of CelebA's {CELEBA_IMAGES:,}"
 
     def layout(self) -> str:
         """'official text files', "Kaggle's .csv files" or, for a mix, the names of the files read."""
@@ -863,7 +873,7 @@ def load_celeba_in_memory(
     first = "" if limit is None else f", first {limit} per split"
     return FaceImages(
         name="CelebA",
-        source=f"{train.folder} (official train/test split; {PREPROCESSING} to {image_size}x{image_size}; "
+        source=f"{config.shown_path(train.folder)} ({train.copy_summary}; official train/test split; {PREPROCESSING} to {image_size}x{image_size}; "
         f"subset {subset_text}{balance}{first})",
         x_train=x_train,
         attributes_train=a_train,
@@ -878,6 +888,6 @@ def _stack(dataset: CelebAFaces) -> tuple[torch.Tensor, torch.Tensor]:
 
     n, s = len(dataset), dataset.image_size
     x = torch.empty(n, 3, s, s)
-    for i in tqdm(range(n), desc=f"CelebA {dataset.split}", unit="img", disable=n < 2000):
+    for i in tqdm(range(n), desc=f"CelebA {dataset.split}", unit="img", disable=n < 20_000):  # a sample loads in seconds: no bar
         x[i] = dataset[i][0]
     return x, dataset.attributes.clone()

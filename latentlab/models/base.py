@@ -145,7 +145,8 @@ class LatentVariableModel(nn.Module):
 
     @staticmethod
     def update(
-        optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, retain_graph: bool = False, accumulate: bool = False
+        optimizer: torch.optim.Optimizer, loss: torch.Tensor, *, retain_graph: bool = False, accumulate: bool = False,
+        own_parameters_only: bool = False,
     ) -> None:
         """One step of ``optimizer`` on ``loss``: zero its gradients, backward, average over processes, step.
 
@@ -154,10 +155,15 @@ class LatentVariableModel(nn.Module):
         parameters of *other* optimizers stay there; the step that owns them zeroes them first, unless
         it passes ``accumulate=True`` to add its loss's gradient to them (IntroVAC's decoder step
         follows Algorithm 1, where the decoder's gradient of the first loss is kept for the second step).
+        ``own_parameters_only=True`` computes the gradients of this optimizer's parameters and nothing
+        else: networks the loss only passes through get no weight gradients, which saves their cost.
         """
         if not accumulate:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward(retain_graph=retain_graph)
+        inputs = None
+        if own_parameters_only:
+            inputs = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        loss.backward(retain_graph=retain_graph, inputs=inputs)
         LatentVariableModel.apply_gradients(optimizer)
 
     @staticmethod
@@ -170,23 +176,39 @@ class LatentVariableModel(nn.Module):
         optimizer.step()
 
     @staticmethod
-    def update_simultaneously(steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor]]) -> None:
+    def update_simultaneously(
+        steps: Sequence[tuple[torch.optim.Optimizer | Sequence[torch.optim.Optimizer], torch.Tensor]],
+    ) -> None:
         """Several optimizers, each stepped on its own loss, all gradients taken at the *same* parameters.
 
         For algorithm boxes that compute every update from one forward pass before applying any
         (IFcVAE-GAN, Creswell et al. 2017, Algorithm 1): each loss is differentiated with respect to
-        its optimizer's parameters only (``torch.autograd.grad``, so no loss leaves gradients on the
+        its optimizers' parameters only (``torch.autograd.grad``, so no loss leaves gradients on the
         others' parameters), the gradients are averaged over processes, and only then does every
         optimizer step. Stepping one before differentiating the next would both change the
         parameters the later gradients are taken at and invalidate the shared graph.
+
+        A loss may name several optimizers: a term that two players' losses share is then
+        differentiated once for both (one backward pass through the networks it crosses, not two),
+        and an optimizer named in several steps steps on the sum of its gradients.
         """
-        for optimizer, loss in steps:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            for param, grad in zip(params, grads):
-                param.grad = grad  # None where this loss does not reach the parameter: the step skips it
+        def parameters(owners):
+            return [p for opt in owners for group in opt.param_groups for p in group["params"] if p.requires_grad]
+
+        steps = [(list(owners) if isinstance(owners, Sequence) else [owners], loss) for owners, loss in steps]
+        stepping: list[torch.optim.Optimizer] = []
+        for owners, _ in steps:
+            stepping += [opt for opt in owners if all(opt is not seen for seen in stepping)]
+        for param in parameters(stepping):
+            param.grad = None  # only this step's losses: the step skips a parameter none of them reaches
+        for owners, loss in steps:
+            params = parameters(owners)
+            for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)):
+                if grad is not None:
+                    param.grad = grad if param.grad is None else param.grad + grad
+        for optimizer in stepping:
             distributed.average_gradients(optimizer)
-        for optimizer, _ in steps:
+        for optimizer in stepping:
             optimizer.step()
 
     def on_epoch_start(self, epoch: int) -> None:

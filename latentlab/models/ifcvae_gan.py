@@ -26,10 +26,13 @@ Choices, and how they differ from the paper:
   1/M sum a log b + (1-a) log(1-b), drops the minus sign; only with it does "the discriminator
   minimises L_gan" make the discriminator tell real from fake, and "the encoder maximises L_aux"
   make it hide y from A.
-* The reconstruction BCE is summed over colour channels and divided by the image area, and L_KL
-  by the latent size, as in the author's public code; every term is a batch mean here (that code
-  sums L_rec, L_KL and the GAN terms over the batch, so ``rho`` and the L_aux weight act about
-  batch-size times stronger here: see the book's implementation notes). Cross entropy over ``num_classes``
+* Every term is a batch mean, as the paper defines L_bce (1/M sum over the batch). The
+  reconstruction BCE is summed over colour channels and divided by the image area, and L_KL by
+  the latent size: per image, that is the author's public code. Its batch reduction is not: that
+  code *sums* L_rec, L_KL and the GAN terms over the batch but averages L_class and L_aux, so
+  there rho and the L_aux weight act batch-size times (64x at its batch of 64) more weakly against
+  L_rec than here. ``class_weight=rho / 64, aux_weight=1 / 64`` gives the code's balance; the
+  editing chapter trains both and reports which edits better. Cross entropy over ``num_classes``
   replaces the binary one (the same for 2 classes); ``aux_weight`` makes eq. 6's weight 1 on L_aux
   explicit (0: the "without L_aux" ablation).
 * ``rho`` defaults to 1.0, the value sec. 4.4 states for the residual-net experiment whose numbers
@@ -224,14 +227,12 @@ class IFcVAEGAN(LabelDecoderModel):
             fool = (bce_against(fake_rec, 1.0) + bce_against(fake_prior, 1.0)) / 2  # fakes labelled real
         aux_through_z = F.cross_entropy(self.auxiliary(z_hat), y)  # L_aux as the encoder sees it (eq. 5)
         decoder_loss = recon + self.gan_weight * fool  # eq. 3
-        encoder_loss = (
-            recon + self.kl_weight * kl + self.class_weight * label + self.gan_weight * fool  # eq. 4
-            - self.aux_weight * aux_through_z  # eq. 6
-        )
+        own_terms = self.kl_weight * kl + self.class_weight * label - self.aux_weight * aux_through_z  # phi's alone
+        encoder_loss = decoder_loss + own_terms  # eq. 4: L_rec + alpha L_KL + rho L_class - delta L_gan; eq. 6: - L_aux
         aux = F.cross_entropy(self.auxiliary(z_hat.detach()), y)  # L_aux as A sees it: z fixed
         mse = (torch.sigmoid(x_hat) - x).pow(2).mean().detach()  # the paper's reported reconstruction error
         return {"loss": encoder_loss, "recon": recon, "kl": kl, "class": label, "gan": gan, "aux": aux,
-                "decoder": decoder_loss, "encoder": encoder_loss, "mse": mse}
+                "decoder": decoder_loss, "encoder": encoder_loss, "encoder_own": own_terms, "mse": mse}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Four RMSprop optimizers, one per player of Algorithm 1 (theta, phi, chi, psi)."""
@@ -246,11 +247,17 @@ class IFcVAEGAN(LabelDecoderModel):
         }
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
-        """Algorithm 1, lines 11-14: every gradient from the same forward pass, then all four steps."""
+        """Algorithm 1, lines 11-14: every gradient from the same forward pass, then all four steps.
+
+        L_dec = L_rec - delta L_gan is also the part of phi's loss that crosses the decoder and the
+        discriminator, so it is differentiated once for theta and phi together; phi adds the
+        gradient of its own terms (KL, class, -L_aux). The same gradients as differentiating each
+        player's loss on its own, with one backward pass through the decoder and critic fewer.
+        """
         terms = self.loss_terms(batch)
         self.update_simultaneously([
-            (optimizers["decoder"], terms["decoder"]),  # line 11
-            (optimizers["encoder"], terms["encoder"]),  # line 12
+            ((optimizers["decoder"], optimizers["encoder"]), terms["decoder"]),  # lines 11-12: their shared term
+            (optimizers["encoder"], terms.pop("encoder_own")),  # line 12: the rest of eq. 6
             (optimizers["discriminator"], terms["gan"]),  # line 13: min L_gan (the paper's +grad of -BCE)
             (optimizers["auxiliary"], terms["aux"]),  # line 14
         ])

@@ -37,6 +37,8 @@ class FaceModelEntry:
     several_attributes: bool = False
     #: False for models that decode nothing (a classifier): no samples, edits or sliders
     generative: bool = True
+    #: True for models that first train a simpler one for ``warmup_epochs`` epochs (IntroVAC: a plain VAC)
+    warms_up: bool = False
 
 
 #: name -> entry, filled by :func:`register_face_model` as the model files are imported
@@ -44,13 +46,13 @@ FACE_MODELS: dict[str, FaceModelEntry] = {}
 
 
 def register_face_model(name: str, *, needs_labels: bool = True, several_attributes: bool = False,
-                        generative: bool = True):
+                        generative: bool = True, warms_up: bool = False):
     """Register a face builder under ``name`` (a decorator, used beside the model it builds)."""
 
     def register(build: Callable) -> Callable:
         if name in FACE_MODELS:
             raise ValueError(f"a face model named {name!r} is already registered ({FACE_MODELS[name].build.__module__})")
-        FACE_MODELS[name] = FaceModelEntry(build, needs_labels, several_attributes, generative)
+        FACE_MODELS[name] = FaceModelEntry(build, needs_labels, several_attributes, generative, warms_up)
         return build
 
     return register

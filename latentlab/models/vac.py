@@ -135,24 +135,27 @@ class VAC(LatentVariableModel):
         w = self.classifier.weight[: self.num_labels]
         return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
+    def classification_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L_CL: binary cross entropy of the k attribute logits against y, averaged over attributes and batch."""
+        return F.binary_cross_entropy_with_logits(logits[:, : self.num_labels], y)
+
     def vac_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The terms of eq. 5 on one batch, plus z_r = z ~ q(z|x) for IntroVAC's later steps."""
+        """The terms of eq. 5 on one batch, plus z_r = z ~ q(z|x) and x_r = G(z_r) for IntroVAC's later steps."""
         q_z = self.encoder(x)
         z = q_z.rsample()
         x_r = self.decode({"z": z})
         check_same_shape(x_r, x)  # l1_loss would broadcast a wrong width and train
         ae = F.l1_loss(x_r, x)  # L_AE, mean over pixels
-        targets = torch.cat([y, y.new_zeros(len(y), self.extra_logits)], 1)  # real images: 'fake' = 0
-        classification = F.binary_cross_entropy_with_logits(self.classifier(z), targets)  # L_CL
+        classification = self.classification_loss(self.classifier(z), y)  # L_CL
         kl = q_z.kl_standard_normal().mean() / self.latent_dim  # L_reg, mean over dimensions and batch
         loss = self.ae_weight * ae + self.class_weight * classification + self.kl_weight * kl  # eq. 5
-        return {"loss": loss, "ae": ae, "class": classification, "kl": kl, "z": z}
+        return {"loss": loss, "ae": ae, "class": classification, "kl": kl, "z": z, "x_r": x_r}
 
     def vac_batch_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Eq. 5's terms on a batch ``(x, y)``: VAC's loss, and IntroVAC's during its warm-up."""
         x, y = split_batch(batch, type(self).__name__)
         terms = self.vac_terms(x, check_binary_labels(y, self.num_labels, len(x)))
-        terms.pop("z")
+        del terms["z"], terms["x_r"]
         return terms
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:

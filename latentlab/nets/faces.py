@@ -147,14 +147,19 @@ def _resolve_channels(
 
 
 class ResidualBlock(nn.Module):
-    """IntroVAE's residual block: conv3x3-BN-LeakyReLU-conv3x3-BN plus a skip, then LeakyReLU(0.2).
+    """IntroVAE's residual block: conv3x3-BN-LeakyReLU-conv3x3-BN-LeakyReLU, plus a skip.
 
-    The skip is the identity when the width is unchanged and a 1x1 convolution otherwise.
-    ``scale`` sets the inner width, ``int(out_channels * scale)`` (1.0 in the papers).
-    Convolutions before BatchNorm carry no bias: BatchNorm's shift replaces it.
+    ``activate_before_skip=True`` (default) is the order of the IntroVAE and IntroVAC authors'
+    code: the last LeakyReLU(0.2) acts on the residual branch, *then* the skip is added, so
+    ``out = skip(x) + act(BN(conv2(...)))`` (the papers draw the block without saying). ``False``
+    gives the classic ResNet order, ``act(skip(x) + BN(conv2(...)))``: the same parameters but
+    another function (up to 0.8 apart per output in train mode), so weights trained in one order
+    do not transfer to the other. The skip is the identity when the width is unchanged and a 1x1
+    convolution otherwise. ``scale`` sets the inner width, ``int(out_channels * scale)`` (1.0 in
+    the papers). Convolutions before BatchNorm carry no bias: BatchNorm's shift replaces it.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, scale: float = 1.0):
+    def __init__(self, in_channels: int, out_channels: int, scale: float = 1.0, activate_before_skip: bool = True):
         super().__init__()
         mid_channels = max(1, int(out_channels * scale))
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=1, bias=False)
@@ -166,9 +171,12 @@ class ResidualBlock(nn.Module):
             nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1, bias=False)
         )
         self.act2 = nn.LeakyReLU(0.2)
+        self.activate_before_skip = activate_before_skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        if self.activate_before_skip:
+            return self.skip(x) + self.act2(h)
         return self.act2(h + self.skip(x))
 
 

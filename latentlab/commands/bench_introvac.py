@@ -1,0 +1,159 @@
+"""latentlab's IntroVAC training step against the authors' own, timed side by side in one process.
+
+    python -m latentlab bench-introvac --official ~/src/IntroVAC              # 128 px, batch 16 and 64
+    python -m latentlab bench-introvac --official ~/src/IntroVAC --sizes 64 --batch-sizes 16 --pairs 3 --profile
+
+The official code (github.com/marcomgg/IntroVAC) is not part of latentlab: give the path of a
+checkout of it. Its networks (``introvac.modules.models``) and its step (``program.step_intro``)
+are imported from there and run as they are; modules it imports only for logging and plots
+(seaborn, tensorflow, torchnet, sklearn, torchsummary) are replaced by empty stand-ins when they
+are not installed. ``program.py`` turns autograd's anomaly detection on when imported; it is turned
+off again, since it would time the checks, not the step.
+
+Both sides get the same architecture at the same size (the parameter counts are printed), the
+same batch of images in [0, 1] with one binary attribute, Adam at lr 2e-4, and the steady-state
+introspective step (no VAC warm-up). Steps alternate A, B, A, B... after one untimed step each,
+so a slow spell of the machine falls on both; the medians and their ratio are printed.
+``--profile`` adds each side's top operators by CPU time (``torch.profiler``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from ..models import face_model
+from ..nets.faces import default_channels
+from .bench import hardware
+
+#: the authors' loss weights (their __main__.py): b_CL, b_AE, b_reg, b_EC, b_G
+OFFICIAL_BETAS = [10.0, 100.0, 0.1, 0.01, 5.0]
+#: imported by the official program for logging and plots only
+LOGGING_ONLY = ("seaborn", "tensorflow", "torchnet", "torchnet.meter", "sklearn", "sklearn.metrics", "torchsummary")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--official", type=Path, default=None, help="path of a checkout of marcomgg/IntroVAC")
+    parser.add_argument("--sizes", nargs="+", type=int, choices=(64, 128), default=[128])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64])
+    parser.add_argument("--pairs", type=int, default=5, help="timed A/B pairs per setting")
+    parser.add_argument("--latent-dim", type=int, default=256)
+    parser.add_argument("--profile", action="store_true", help="print each side's top operators")
+
+
+class _StandIn(types.ModuleType):
+    """An empty module: any attribute is a function that does nothing (``sns.set_style(...)``)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
+def load_official(checkout: Path) -> tuple[types.ModuleType, types.ModuleType]:
+    """``(program, models)`` of the official IntroVAC code at ``checkout``; a clear error if it is not one."""
+    checkout = Path(checkout).expanduser().resolve()
+    if not (checkout / "introvac" / "program.py").is_file():
+        raise SystemExit(
+            f"bench-introvac: {checkout} is not a checkout of the official IntroVAC code (no introvac/program.py); "
+            "run `git clone https://github.com/marcomgg/IntroVAC` and pass its path with --official"
+        )
+    added = []  # stand-ins for what is not installed: only the program's logging and plots use them
+    for name in LOGGING_ONLY:
+        top = name.split(".")[0]
+        if name not in sys.modules and (top in added or (top not in sys.modules and importlib.util.find_spec(top) is None)):
+            sys.modules[name] = _StandIn(name)
+            added.append(name)
+    sys.path.insert(0, str(checkout))
+    try:
+        program = importlib.import_module("introvac.program")
+        models = importlib.import_module("introvac.modules.models")
+    finally:
+        sys.path.remove(str(checkout))
+        for name in added:  # the official modules keep theirs; nobody else must find a fake tensorflow
+            del sys.modules[name]
+    torch.autograd.set_detect_anomaly(False)  # program.py switches it on at import
+    return program, models
+
+
+def count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def official_step(program, models, size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor):
+    """The authors' step on (x, y): their Encoder, Decoder and logistic classifier, their three Adams."""
+    opt = {"dim": latent_dim, "channels": list(default_channels(size)), "image_size": size,
+           "num_classes": 3, "betas": OFFICIAL_BETAS}  # one attribute + the 'fake' logit: num_classes - 1 = 2
+    torch.manual_seed(0)
+    encoder, decoder, classifier = models.Encoder(opt), models.Decoder(opt), models.log_reg(opt)
+    ctx = types.SimpleNamespace(
+        encoder=encoder.train(), decoder=decoder.train(), classifier=classifier.train(), opt=opt,
+        device=torch.device("cpu"),
+        optimizer_enc=torch.optim.Adam(encoder.parameters(), lr=2e-4, weight_decay=1e-5),
+        optimizer_dec=torch.optim.Adam(decoder.parameters(), lr=2e-4, weight_decay=1e-5),
+        optimizer_class=torch.optim.Adam(classifier.parameters(), lr=2e-4, weight_decay=1e-5),
+    )
+    labels = y.float()[:, None]
+    return (lambda: program.step_intro(ctx, x, labels)), (count(encoder), count(decoder), count(classifier))
+
+
+def latentlab_step(size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor):
+    torch.manual_seed(0)
+    model = face_model("introvac", image_size=size, latent_dim=latent_dim, warmup_epochs=0).train()
+    optimizers = model.configure_optimizers()
+    return (lambda: model.training_step((x, y), optimizers)), (
+        count(model.encoder), count(model.decoder), count(model.classifier))
+
+
+def top_operators(step, rows: int = 12) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def bench_command(args: argparse.Namespace) -> None:
+    if args.official is None:
+        print("bench-introvac: skipped, no checkout of the official code given. It is not part of latentlab: "
+              "`git clone https://github.com/marcomgg/IntroVAC`, then pass its path with --official PATH.")
+        return
+    program, models = load_official(args.official)
+    print(f"hardware: {hardware(torch.device('cpu'))}")
+    print(f"{args.pairs} timed A/B pairs after one untimed step each; latent {args.latent_dim}; "
+          "the introspective step (no warm-up)\n")
+    print("| px | batch | latentlab ms/step | official ms/step | speed-up | parameters (encoder / decoder / classifier) |")
+    print("|---|---|---|---|---|---|")
+    profiles = []
+    for size in args.sizes:
+        for batch in args.batch_sizes:
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(batch, 3, size, size, generator=g)
+            y = torch.randint(0, 2, (batch,), generator=g)
+            ours, ours_params = latentlab_step(size, args.latent_dim, x, y)
+            theirs, their_params = official_step(program, models, size, args.latent_dim, x, y)
+            if ours_params != their_params:
+                raise SystemExit(f"bench-introvac: the architectures differ: latentlab {ours_params}, "
+                                 f"official {their_params} parameters")
+            ours(), theirs()  # untimed: allocations, first-call overheads
+            times = {"latentlab": [], "official": []}
+            for _ in range(args.pairs):
+                for side, step in (("latentlab", ours), ("official", theirs)):
+                    start = time.perf_counter()
+                    step()
+                    times[side].append(1000 * (time.perf_counter() - start))
+            a, b = statistics.median(times["latentlab"]), statistics.median(times["official"])
+            params = " / ".join(f"{n:,}" for n in ours_params)
+            print(f"| {size} | {batch} | {a:.0f} | {b:.0f} | {b / a:.2f}x | {params} (both) |", flush=True)
+            if args.profile:
+                profiles.append((f"{size} px, batch {batch}", top_operators(ours), top_operators(theirs)))
+    for setting, mine, official in profiles:
+        print(f"\nlatentlab, {setting}:\n{mine}\nofficial, {setting}:\n{official}")
