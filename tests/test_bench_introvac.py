@@ -80,9 +80,9 @@ def test_the_checkouts_own_step_is_timed_against_latentlabs(tmp_path, capsys, mo
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(torch.autograd, "set_detect_anomaly", torch.autograd.set_detect_anomaly)  # restored after
     cli.main(["bench-introvac", "--official", str(tmp_path / "IntroVAC"), "--sizes", "64", "--batch-sizes", "2",
-              "--pairs", "2", "--latent-dim", "8"])
+              "--pairs", "2", "--warmup", "1", "--latent-dim", "8"])
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| 64 | 2 |"))
-    assert row.count("|") == 7 and "x |" in row and "(both)" in row
-    assert sys.modules["introvac.program"].calls == [(2, 1)] * 3  # one untimed step, two timed; labels (N, 1)
+    assert row.count("|") == 7 and "x |" in row and "(both)" in row and "after 1 untimed steps each" in out
+    assert sys.modules["introvac.program"].calls == [(2, 1)] * 3  # one warm-up step, two timed; labels (N, 1)
     assert not torch.is_anomaly_enabled()  # the program turned it on at import; the benchmark turned it off

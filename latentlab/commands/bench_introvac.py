@@ -12,8 +12,8 @@ off again, since it would time the checks, not the step.
 
 Both sides get the same architecture at the same size (the parameter counts are printed), the
 same batch of images in [0, 1] with one binary attribute, Adam at lr 2e-4, and the steady-state
-introspective step (no VAC warm-up). Steps alternate A, B, A, B... after one untimed step each,
-so a slow spell of the machine falls on both; the medians and their ratio are printed.
+introspective step (no VAC warm-up). Steps alternate A B, B A, A B... after untimed warm-up steps of each,
+so a slow spell of the machine, or going first, falls on both; the medians and their ratio are printed.
 ``--profile`` adds each side's top operators by CPU time (``torch.profiler``).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import statistics
 import sys
@@ -44,13 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official", type=Path, default=None, help="path of a checkout of marcomgg/IntroVAC")
     parser.add_argument("--sizes", nargs="+", type=int, choices=(64, 128), default=[128])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64])
-    parser.add_argument("--pairs", type=int, default=5, help="timed A/B pairs per setting")
+    parser.add_argument("--pairs", type=int, default=6, help="timed A/B pairs per setting")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each side first")
     parser.add_argument("--latent-dim", type=int, default=256)
     parser.add_argument("--profile", action="store_true", help="print each side's top operators")
 
 
 class _StandIn(types.ModuleType):
     """An empty module: any attribute is a function that does nothing (``sns.set_style(...)``)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what importlib expects of a module
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -66,6 +72,9 @@ def load_official(checkout: Path) -> tuple[types.ModuleType, types.ModuleType]:
             f"bench-introvac: {checkout} is not a checkout of the official IntroVAC code (no introvac/program.py); "
             "run `git clone https://github.com/marcomgg/IntroVAC` and pass its path with --official"
         )
+    import torch._dynamo  # noqa: F401: imported by torchvision, it scans for installed modules: before any stand-in
+    import torchvision  # noqa: F401
+
     added = []  # stand-ins for what is not installed: only the program's logging and plots use them
     for name in LOGGING_ONLY:
         top = name.split(".")[0]
@@ -128,7 +137,7 @@ def bench_command(args: argparse.Namespace) -> None:
         return
     program, models = load_official(args.official)
     print(f"hardware: {hardware(torch.device('cpu'))}")
-    print(f"{args.pairs} timed A/B pairs after one untimed step each; latent {args.latent_dim}; "
+    print(f"{args.pairs} timed A/B pairs after {args.warmup} untimed steps each; latent {args.latent_dim}; "
           "the introspective step (no warm-up)\n")
     print("| px | batch | latentlab ms/step | official ms/step | speed-up | parameters (encoder / decoder / classifier) |")
     print("|---|---|---|---|---|---|")
@@ -143,10 +152,12 @@ def bench_command(args: argparse.Namespace) -> None:
             if ours_params != their_params:
                 raise SystemExit(f"bench-introvac: the architectures differ: latentlab {ours_params}, "
                                  f"official {their_params} parameters")
-            ours(), theirs()  # untimed: allocations, first-call overheads
+            for _ in range(args.warmup):  # untimed: allocations, first-call overheads
+                ours(), theirs()
             times = {"latentlab": [], "official": []}
-            for _ in range(args.pairs):
-                for side, step in (("latentlab", ours), ("official", theirs)):
+            for pair in range(args.pairs):  # A B, B A, A B, ...: neither side always goes first
+                sides = (("latentlab", ours), ("official", theirs))
+                for side, step in sides if pair % 2 == 0 else sides[::-1]:
                     start = time.perf_counter()
                     step()
                     times[side].append(1000 * (time.perf_counter() - start))

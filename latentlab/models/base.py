@@ -160,11 +160,14 @@ class LatentVariableModel(nn.Module):
         """
         if not accumulate:
             optimizer.zero_grad(set_to_none=True)
-        inputs = None
-        if own_parameters_only:
-            inputs = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        inputs = LatentVariableModel.own_parameters(optimizer) if own_parameters_only else None
         loss.backward(retain_graph=retain_graph, inputs=inputs)
         LatentVariableModel.apply_gradients(optimizer)
+
+    @staticmethod
+    def own_parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+        """The parameters ``optimizer`` steps (those that require gradients): what its loss is differentiated for."""
+        return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
     @staticmethod
     def apply_gradients(optimizer: torch.optim.Optimizer) -> None:
@@ -193,7 +196,7 @@ class LatentVariableModel(nn.Module):
         and an optimizer named in several steps steps on the sum of its gradients.
         """
         def parameters(owners):
-            return [p for opt in owners for group in opt.param_groups for p in group["params"] if p.requires_grad]
+            return [p for opt in owners for p in LatentVariableModel.own_parameters(opt)]
 
         steps = [(list(owners) if isinstance(owners, Sequence) else [owners], loss) for owners, loss in steps]
         stepping: list[torch.optim.Optimizer] = []

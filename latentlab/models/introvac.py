@@ -35,7 +35,9 @@ gives that rule, in both places. The editing chapter trains Eye both ways.
 has not moved since, so decoding dt(Z_r) again (the authors' code does) gives the same images and
 the same decoder gradient; the pass of step 1 is kept (its graph retained) and read in step 2. Each
 step differentiates with respect to its own players only (``own_parameters_only``): in step 1 the
-decoder passes L_AE's gradient to the encoder without computing its weight gradients; step 2 then
+decoder passes L_AE's gradient to the encoder without computing its weight gradients (and the
+introspective terms are differentiated first, so their graph, two encoder passes, is freed before
+step 2 rather than retained with the rest: less memory held, less time at large batches); step 2 then
 differentiates b_AE L_AE + b_G (L^r_G + L^g_G) with respect to theta, which is Algorithm 1's sum of
 the two gradients with one backward pass through G(Z_r) instead of two; the encoder, which step 2
 only passes through, computes no weight gradients.
@@ -123,8 +125,9 @@ class IntroVAC(VAC):
         ec_rec = bce_against(self.fake_logit(x_rr.detach()), 1.0)  # L^r_EC, eq. 6
         ec_gen = bce_against(self.fake_logit(x_g.detach()), 1.0)  # L^g_EC, eq. 7
         terms["vac"] = terms.pop("loss")
-        terms["loss"] = terms["vac"] + self.introspection_weight * (ec_rec + ec_gen)  # line 9
-        terms.update(ec_rec=ec_rec, ec_gen=ec_gen, x_rr=x_rr, x_g=x_g)
+        introspection = self.introspection_weight * (ec_rec + ec_gen)
+        terms["loss"] = terms["vac"] + introspection  # line 9
+        terms.update(ec_rec=ec_rec, ec_gen=ec_gen, x_rr=x_rr, x_g=x_g, introspection=introspection)
         return terms
 
     def generator_loss(self, x_rr: torch.Tensor, x_g: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -148,8 +151,12 @@ class IntroVAC(VAC):
         y = check_binary_labels(y, self.num_labels, len(x))
         terms = self.introspection_terms(x, y)
         x_rr, x_g = terms.pop("x_rr"), terms.pop("x_g")
-        # lines 10-11: Phi and w step; the graph of X_rr and of L_AE stays for step 2
-        self.update(optimizers["encoder"], terms["loss"], retain_graph=True, own_parameters_only=True)
+        # lines 10-11: Phi and w step on line 9's loss, in two backward passes: the introspective terms' graph
+        # (two encoder passes) is freed at once, the VAC terms' (with X_rr and L_AE) stays for step 2
+        encoder = optimizers["encoder"]
+        encoder.zero_grad(set_to_none=True)
+        terms.pop("introspection").backward(inputs=self.own_parameters(encoder))
+        self.update(encoder, terms["vac"], retain_graph=True, accumulate=True, own_parameters_only=True)
         # lines 12-14: theta steps on b_AE grad L_AE (line 9's share, the algorithm keeps it) plus the generator
         # loss's, read through the updated E and C: one backward pass for both, theta's gradients only
         generator = self.generator_loss(x_rr, x_g, y)
