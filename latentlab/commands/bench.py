@@ -134,5 +134,5 @@ def bench_command(args: argparse.Namespace) -> None:
                 print(f"| {name} | {size} | {batch_size} | failed: {reason} | | | |", flush=True)
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"| {r['model']} | {size} | {r['batch']} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} | "
+            print(f"| {r['model']} (`{name}`) | {size} | {r['batch']} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} | "
                   f"{r['peak_mib']:.0f} | {r['settings']} |", flush=True)
