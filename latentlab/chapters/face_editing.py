@@ -252,10 +252,14 @@ class ChapterRun:
         return IndependentJudge.for_faces(self.faces, path=path, epochs=self.judge_epochs,
                                           channels=self.judge_channels, device=device)
 
+    @staticmethod
+    def negatives_per_positive(subset: str | Sequence[str]) -> int | None:
+        """IntroVAC's balance for its named subsets (Eye, Facial, EyeFacial); None (all images) otherwise."""
+        return INTROVAC_NEGATIVES_PER_POSITIVE.get(subset) if isinstance(subset, str) else None
+
     def training_images(self, subset: str | Sequence[str]) -> int:
         """How many training images ``subset`` trains on: balanced as IntroVAC does for its named subsets."""
-        ratio = INTROVAC_NEGATIVES_PER_POSITIVE.get(subset) if isinstance(subset, str) else None
-        return len(balance_indices(self.faces.labels(subset, "train"), ratio))
+        return len(balance_indices(self.faces.labels(subset, "train"), self.negatives_per_positive(subset)))
 
     def epochs_for(self, subset: str | Sequence[str]) -> int:
         """The epochs that give ``subset``'s model this run's length (``steps``, or ``epochs`` without it)."""
@@ -277,12 +281,12 @@ class ChapterRun:
         up (IntroVAC) does so for :meth:`warmup_epochs` unless ``warmup_epochs`` is given. ``variant`` names a run whose
         ``model_args`` change the model's settings, so that it gets checkpoints of its own.
         """
-        ratio = INTROVAC_NEGATIVES_PER_POSITIVE.get(subset) if isinstance(subset, str) else None
         if FACE_MODELS[name].warms_up:
             model_args.setdefault("warmup_epochs", self.warmup_epochs(subset))
         model, report = train_face_model(
             name, self.faces, subset, epochs=self.epochs_for(subset), batch_size=self.batch_size,
-            tag=f"{self.tag}-{variant}" if variant else self.tag, device=device, negatives_per_positive=ratio,
+            tag=f"{self.tag}-{variant}" if variant else self.tag, device=device,
+            negatives_per_positive=self.negatives_per_positive(subset),
             **self.nets, **model_args,
         )
         return model, replace(report, model=f"{name} ({variant})") if variant else report

@@ -119,9 +119,9 @@ class IntroVAC(VAC):
         to theta it also has; the encoder terms read it detached.
         """
         terms = self.vac_terms(x, y)
-        z = terms.pop("z")
+        del terms["z"]
         x_rr = terms.pop("x_r")  # G(dt(Z_r)) in value: the decoder has not moved since it was decoded
-        x_g = self.decode({"z": torch.randn(len(x), self.latent_dim, device=x.device, dtype=z.dtype)})
+        x_g = self.decode({"z": torch.randn(len(x), self.latent_dim, device=x.device, dtype=x_rr.dtype)})
         ec_rec = bce_against(self.fake_logit(x_rr.detach()), 1.0)  # L^r_EC, eq. 6
         ec_gen = bce_against(self.fake_logit(x_g.detach()), 1.0)  # L^g_EC, eq. 7
         terms["vac"] = terms.pop("loss")
