@@ -80,9 +80,20 @@ def test_the_checkouts_own_step_is_timed_against_latentlabs(tmp_path, capsys, mo
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(torch.autograd, "set_detect_anomaly", torch.autograd.set_detect_anomaly)  # restored after
     cli.main(["bench-introvac", "--official", str(tmp_path / "IntroVAC"), "--sizes", "64", "--batch-sizes", "2",
-              "--pairs", "2", "--warmup", "1", "--latent-dim", "8"])
+              "--rounds", "2", "--warmup", "1", "--latent-dim", "8", "--latentlab", "default", "nchw"])
     out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("| 64 | 2 |"))
-    assert row.count("|") == 7 and "x |" in row and "(both)" in row and "after 1 untimed steps each" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 64 | 2 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["float32, channels_last", "float32, NCHW"]
+    assert all(row.count("|") == 8 and "x |" in row and "(both)" in row for row in rows)
+    assert "after 1 untimed steps each" in out and "freed memory kept in the process" in out
     assert sys.modules["introvac.program"].calls == [(2, 1)] * 3  # one warm-up step, two timed; labels (N, 1)
     assert not torch.is_anomaly_enabled()  # the program turned it on at import; the benchmark turned it off
+
+
+def test_the_bf16_row_is_left_out_on_a_cpu_without_native_bf16(tmp_path, capsys, monkeypatch):
+    from latentlab.commands import bench_introvac
+
+    monkeypatch.setattr(bench_introvac, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(SystemExit, match="no latentlab setting left to time; add --latentlab default"):
+        cli.main(["bench-introvac", "--official", str(tmp_path), "--latentlab", "bf16"])
+    assert "no bf16 row: this CPU has no native bf16" in capsys.readouterr().out

@@ -221,8 +221,11 @@ def test_independent_judge_trains_saves_reloads_and_refuses_other_data(faces, tm
     assert any(key.startswith("identity ") for key in judge.report)
     again = IndependentJudge.for_faces(faces, path=path, epochs=999)  # loaded, not retrained
     x = faces.x_test[:16]
-    assert torch.equal(again.probabilities(x), judge.probabilities(x))
-    assert torch.equal(again.factors(x), judge.factors(x))
+    for (name, saved), loaded in zip(judge.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(saved, loaded), name  # the same weights, bit for bit
+    # the same outputs up to the convolution algorithm (the trained one is in fit's channels_last)
+    torch.testing.assert_close(again.probabilities(x), judge.probabilities(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again.factors(x), judge.factors(x), rtol=1e-5, atol=1e-6)
     assert again.features(x).shape == (16, again.feature_dim)
     smiling = judge.predictor("Smiling")(x)
     assert smiling.dtype == torch.long and set(smiling.tolist()) <= {0, 1}

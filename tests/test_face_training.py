@@ -24,7 +24,8 @@ class Recorder(LatentVariableModel):
 
     def loss_terms(self, batch):
         x = batch[0]
-        self.seen.append((x.dtype, float(x.min()), float(x.max()), x.is_contiguous(memory_format=torch.channels_last)))
+        self.seen.append((x.dtype, float(x.min()), float(x.max()), x.is_contiguous(memory_format=torch.channels_last),
+                          torch.is_autocast_enabled("cpu")))
         return {"loss": self.conv(x).pow(2).mean()}
 
 
@@ -33,7 +34,7 @@ def test_uint8_images_arrive_as_floats_in_unit_range():
     images = torch.randint(0, 256, (8, 3, 6, 6), dtype=torch.uint8)
     images[0, 0, 0, 0], images[0, 0, 0, 1] = 0, 255
     fit(model, images, epochs=1, batch_size=8, progress=False, device="cpu")
-    dtype, low, high, _ = model.seen[0]
+    dtype, low, high, *_ = model.seen[0]
     assert dtype == torch.float32 and low == 0.0 and high == 1.0
 
 
@@ -59,12 +60,51 @@ def test_compile_switch_compiles_sub_networks_in_place_and_keeps_results():
         torch.testing.assert_close(compiled.state_dict()[name], value)
 
 
-def test_gpu_defaults_stay_off_on_cpu_and_amp_is_refused_there():
+def test_compiled_adversarial_step_may_differentiate_a_graph_twice():
+    from latentlab.training import compile_subnetworks
+
+    torch.manual_seed(0)
+    model = face_model("introvac", image_size=32, latent_dim=4, channels=(8, 8, 8), warmup_epochs=0).train()
+    compile_subnetworks(model, "aot_eager")  # AOTAutograd, as the default backend, without code generation
+    terms = model.training_step((torch.rand(4, 3, 32, 32), torch.randint(0, 2, (4,))), model.configure_optimizers())
+    assert all(torch.isfinite(torch.tensor(v)) for v in terms.values())  # step 2 read step 1's retained graph
+
+
+def test_cpu_defaults_channels_last_on_and_compile_and_autocast_off():
     model = Recorder()
     fit(model, torch.rand(4, 3, 6, 6), epochs=1, batch_size=4, progress=False, device="cpu")
-    assert not model.seen[0][3] and model.conv._compiled_call_impl is None
-    with pytest.raises(ValueError, match="amp=True needs a CUDA"):
+    assert model.seen[0][3] and not model.seen[0][4] and model.conv._compiled_call_impl is None
+
+
+def test_cpu_autocast_needs_native_bf16(monkeypatch):
+    from latentlab.training import switches
+
+    monkeypatch.setattr(switches, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match=r"amp=True needs a CPU with native bf16 \(AVX512-BF16 or AMX\).*amp=False"):
         fit(Recorder(), torch.rand(4, 3, 6, 6), epochs=1, batch_size=4, progress=False, device="cpu", amp=True)
+    monkeypatch.setattr(switches, "cpu_has_native_bf16", lambda: True)
+    model = Recorder()
+    fit(model, torch.rand(4, 3, 6, 6), epochs=1, batch_size=4, progress=False, device="cpu", amp=True)
+    assert model.seen[0][4]  # the step ran under bf16 autocast
+    assert not switches.resolve_amp(None, torch.device("cpu"))  # never on unless asked: CPU runs stay float32
+
+
+def test_kept_freed_memory_is_reused_without_page_faults():
+    import resource
+
+    from latentlab.training import keep_freed_memory
+
+    if not keep_freed_memory():
+        pytest.skip("not glibc: nothing to set")
+
+    def faults_of_a_64_mib_tensor() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(2**24).fill_(1.0)  # allocated, written, freed
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults = [faults_of_a_64_mib_tensor() for _ in range(12)]  # the heap grows a few times, then holds the block
+    assert max(faults[-3:]) < 1000, faults  # 16,384 pages of 4 KiB each time if glibc unmapped and mapped it again
+    assert keep_freed_memory()  # idempotent
 
 
 @pytest.mark.parametrize("name", sorted(FACE_MODELS))
@@ -111,7 +151,7 @@ def test_benchmark_measures_a_training_step():
     result = bench.measure("vae", 32, torch.device("cpu"), batch_size=2, steps=1, warmup=0,
                            amp=None, channels_last=None, compile=None)
     assert result["model"] == "VAE" and result["images_per_s"] > 0 and result["peak_mib"] > 0
-    assert result["settings"] == "amp=off, channels_last=off, compile=off"
+    assert result["settings"] == "amp=off, channels_last=on, compile=off"
     assert "cores" in bench.hardware(torch.device("cpu"))
 
 

@@ -30,18 +30,16 @@ def test_own_parameters_only_computes_no_gradient_for_the_networks_a_loss_passes
     assert all(p.grad is not None for p in second.parameters())
 
 
-def test_update_simultaneously_shares_a_backward_pass_and_sums_what_an_optimizer_is_given_twice():
+def test_update_simultaneously_takes_every_gradient_before_any_step_and_only_for_its_own_optimizer():
     first, second, x = two_layers()
-    shared = lambda: second(first(x)).pow(2).sum()  # noqa: E731: a term both players' losses contain
-    own = lambda: first(x).abs().sum()  # noqa: E731: first's alone
+    through_both = lambda: second(first(x)).pow(2).sum()  # noqa: E731: second's loss, crossing first
+    first_only = lambda: first(x).abs().sum()  # noqa: E731
     before = [p.detach().clone() for p in [*first.parameters(), *second.parameters()]]
-    want_first = [a + b for a, b in zip(torch.autograd.grad(shared(), list(first.parameters())),
-                                        torch.autograd.grad(own(), list(first.parameters())))]
-    want_second = torch.autograd.grad(shared(), list(second.parameters()))
+    want_first = torch.autograd.grad(first_only(), list(first.parameters()))
+    want_second = torch.autograd.grad(through_both(), list(second.parameters()))
     for p in [*first.parameters(), *second.parameters()]:
         p.grad = torch.full_like(p, 100.0)  # stale gradients of an earlier step must not be used
-    opt_first, opt_second = sgd(first), sgd(second)
-    LatentVariableModel.update_simultaneously([((opt_second, opt_first), shared()), (opt_first, own())])
+    LatentVariableModel.update_simultaneously([(sgd(second), through_both()), (sgd(first), first_only())])
     after = [*first.parameters(), *second.parameters()]
     for p, b, g in zip(after, before, [*want_first, *want_second]):
-        torch.testing.assert_close(b - p.detach(), g)  # each optimizer stepped once, on exactly its gradient
+        torch.testing.assert_close(b - p.detach(), g)  # each optimizer stepped once, on exactly its own gradient

@@ -5,7 +5,8 @@
 
 A *training step* is what ``fit`` runs per batch: moving a uint8 batch to the device, the model's
 own ``training_step`` (forward, backward, every optimizer's update), with the same switches
-(bf16 autocast, channels_last, torch.compile) and their same defaults (on for CUDA). Each
+(bf16 autocast, channels_last, torch.compile) and their same defaults, and on a CPU the same
+allocator setting (``keep_freed_memory``). Each
 (model, size) runs in a fresh child process so its peak memory is its own: peak allocated CUDA
 memory on a GPU, peak resident set size of the process on a CPU. Warm-up steps (compilation,
 cuDNN autotuning) are not timed. The table is Markdown, ready for the README.
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 on GPU, 16 on CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on GPU, 3 on CPU)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 5 on GPU, 1 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 5 on GPU, 3 on CPU)")
     for name in ("amp", "channels-last", "compile"):
         parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)  # child process
@@ -49,16 +50,21 @@ def hardware(device: torch.device) -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from ..training import cpu_has_native_bf16
+
     threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores ({threads} torch threads), torch {torch.__version__}"
+    isa = torch.backends.cpu.get_cpu_capability() + (" with native bf16" if cpu_has_native_bf16() else "")
+    return f"{cpu} ({isa}), {os.cpu_count()} cores ({threads} torch threads), torch {torch.__version__}"
 
 
 def measure(name: str, size: int, device: torch.device, batch_size: int, steps: int, warmup: int,
             amp: bool | None, channels_last: bool | None, compile: bool | None) -> dict:
     """Time ``steps`` training steps of model ``name`` at ``size`` px after ``warmup`` untimed ones."""
-    from ..training import compile_subnetworks, resolve_switches, to_device
+    from ..training import compile_subnetworks, keep_freed_memory, resolve_switches, to_device
 
     amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
+    if device.type == "cpu":
+        keep_freed_memory()  # as fit does
     torch.manual_seed(0)
     model = face_model(name, image_size=size).to(device)
     if channels_last:
@@ -110,7 +116,8 @@ def bench_command(args: argparse.Namespace) -> None:
     gpu = device.type == "cuda"
     batch_size = args.batch_size or (64 if gpu else 16)
     steps = args.steps or (20 if gpu else 3)
-    warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
+    # on a CPU the heap that keep_freed_memory keeps grows over the first steps: they fault pages in
+    warmup = args.warmup if args.warmup is not None else (5 if gpu else 3)
     if args.one:  # child: one measurement, printed as a JSON line
         name, size = args.one[0], int(args.one[1])
         result = measure(name, size, device, batch_size, steps, warmup, args.amp, args.channels_last, args.compile)

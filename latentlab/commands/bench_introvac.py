@@ -1,7 +1,7 @@
 """latentlab's IntroVAC training step against the authors' own, timed side by side in one process.
 
     python -m latentlab bench-introvac --official ~/src/IntroVAC              # 128 px, batch 16 and 64
-    python -m latentlab bench-introvac --official ~/src/IntroVAC --sizes 64 --batch-sizes 16 --pairs 3 --profile
+    python -m latentlab bench-introvac --official ~/src/IntroVAC --sizes 64 --batch-sizes 16 --rounds 3 --profile
 
 The official code (github.com/marcomgg/IntroVAC) is not part of latentlab: give the path of a
 checkout of it. Its networks (``introvac.modules.models``) and its step (``program.step_intro``)
@@ -12,9 +12,18 @@ off again, since it would time the checks, not the step.
 
 Both sides get the same architecture at the same size (the parameter counts are printed), the
 same batch of images in [0, 1] with one binary attribute, Adam at lr 2e-4, and the steady-state
-introspective step (no VAC warm-up). Steps alternate A B, B A, A B... after untimed warm-up steps of each,
-so a slow spell of the machine, or going first, falls on both; the medians and their ratio are printed.
-``--profile`` adds each side's top operators by CPU time (``torch.profiler``).
+introspective step (no VAC warm-up), in one process with one allocator setting
+(:func:`~latentlab.training.keep_freed_memory`, as ``fit`` sets it on a CPU). latentlab's step runs
+with ``fit``'s switches, by ``--latentlab``:
+
+* ``default``: ``fit``'s defaults on a CPU: float32, channels_last;
+* ``nchw``: float32 in the official code's layout, to tell the layout's share from the step's;
+* ``bf16``: channels_last and bf16 autocast (a CPU with native bf16 only; skipped elsewhere).
+
+The official step runs as its code runs it (float32, NCHW). Steps go round every side in turn, each
+round in another order, after untimed warm-up steps of each, so a slow spell of the machine, or going
+first, falls on all; the medians and their ratios are printed. ``--profile`` adds each side's top
+operators by CPU time (``torch.profiler``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import torch
 
 from ..models import face_model
 from ..nets.faces import default_channels
+from ..training import cpu_has_native_bf16, keep_freed_memory
 from .bench import hardware
 
 #: the authors' loss weights (their __main__.py): b_CL, b_AE, b_reg, b_EC, b_G
@@ -45,10 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official", type=Path, default=None, help="path of a checkout of marcomgg/IntroVAC")
     parser.add_argument("--sizes", nargs="+", type=int, choices=(64, 128), default=[128])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64])
-    parser.add_argument("--pairs", type=int, default=6, help="timed A/B pairs per setting")
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds: one step of every side each")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each side first")
     parser.add_argument("--latent-dim", type=int, default=256)
+    parser.add_argument("--latentlab", nargs="+", choices=tuple(SETTINGS), default=["default", "bf16"],
+                        help="latentlab's switches: fit's CPU defaults, float32 NCHW, bf16 autocast")
     parser.add_argument("--profile", action="store_true", help="print each side's top operators")
+
+
+#: latentlab's settings by name: (channels_last, bf16 autocast)
+SETTINGS = {"default": (True, False), "nchw": (False, False), "bf16": (True, True)}
 
 
 class _StandIn(types.ModuleType):
@@ -114,12 +130,21 @@ def official_step(program, models, size: int, latent_dim: int, x: torch.Tensor, 
     return (lambda: program.step_intro(ctx, x, labels)), (count(encoder), count(decoder), count(classifier))
 
 
-def latentlab_step(size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor):
+def latentlab_step(size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor, setting: str = "default"):
+    """latentlab's IntroVAC step on (x, y) with ``fit``'s switches for ``setting`` (see the module docstring)."""
+    channels_last, amp = SETTINGS[setting]
     torch.manual_seed(0)
     model = face_model("introvac", image_size=size, latent_dim=latent_dim, warmup_epochs=0).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     optimizers = model.configure_optimizers()
-    return (lambda: model.training_step((x, y), optimizers)), (
-        count(model.encoder), count(model.decoder), count(model.classifier))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            model.training_step((x, y), optimizers)
+
+    return step, (count(model.encoder), count(model.decoder), count(model.classifier))
 
 
 def top_operators(step, rows: int = 12) -> str:
@@ -135,36 +160,57 @@ def bench_command(args: argparse.Namespace) -> None:
         print("bench-introvac: skipped, no checkout of the official code given. It is not part of latentlab: "
               "`git clone https://github.com/marcomgg/IntroVAC`, then pass its path with --official PATH.")
         return
+    settings = list(dict.fromkeys(args.latentlab))
+    if "bf16" in settings and not cpu_has_native_bf16():
+        settings.remove("bf16")
+        print("bench-introvac: no bf16 row: this CPU has no native bf16 (AVX512-BF16 or AMX)")
+    if not settings:
+        raise SystemExit("bench-introvac: no latentlab setting left to time; add --latentlab default")
     program, models = load_official(args.official)
+    kept = keep_freed_memory()
     print(f"hardware: {hardware(torch.device('cpu'))}")
-    print(f"{args.pairs} timed A/B pairs after {args.warmup} untimed steps each; latent {args.latent_dim}; "
-          "the introspective step (no warm-up)\n")
-    print("| px | batch | latentlab ms/step | official ms/step | speed-up | parameters (encoder / decoder / classifier) |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.rounds} timed rounds after {args.warmup} untimed steps each; latent {args.latent_dim}; "
+          f"the introspective step (no warm-up); freed memory kept in the process: {'yes' if kept else 'no'}\n")
+    print("| px | batch | latentlab's switches | latentlab ms/step | official ms/step | speed-up "
+          "| parameters (encoder / decoder / classifier) |")
+    print("|---|---|---|---|---|---|---|")
     profiles = []
     for size in args.sizes:
         for batch in args.batch_sizes:
             g = torch.Generator().manual_seed(0)
             x = torch.rand(batch, 3, size, size, generator=g)
             y = torch.randint(0, 2, (batch,), generator=g)
-            ours, ours_params = latentlab_step(size, args.latent_dim, x, y)
-            theirs, their_params = official_step(program, models, size, args.latent_dim, x, y)
-            if ours_params != their_params:
-                raise SystemExit(f"bench-introvac: the architectures differ: latentlab {ours_params}, "
-                                 f"official {their_params} parameters")
-            for _ in range(args.warmup):  # untimed: allocations, first-call overheads
-                ours(), theirs()
-            times = {"latentlab": [], "official": []}
-            for pair in range(args.pairs):  # A B, B A, A B, ...: neither side always goes first
-                sides = (("latentlab", ours), ("official", theirs))
-                for side, step in sides if pair % 2 == 0 else sides[::-1]:
-                    start = time.perf_counter()
+            sides, counts = {}, {}
+            for setting in settings:
+                sides[setting], counts[setting] = latentlab_step(size, args.latent_dim, x, y, setting)
+            sides["official"], counts["official"] = official_step(program, models, size, args.latent_dim, x, y)
+            if len(set(counts.values())) != 1:
+                raise SystemExit(f"bench-introvac: the architectures differ: latentlab {counts[settings[0]]}, "
+                                 f"official {counts['official']} parameters")
+            for step in sides.values():  # untimed: allocations, first-call overheads
+                for _ in range(args.warmup):
                     step()
+            times = {side: [] for side in sides}
+            names = list(sides)
+            for round_ in range(args.rounds):  # each round starts elsewhere and alternates direction
+                order = names[round_ % len(names):] + names[: round_ % len(names)]
+                for side in order if round_ % 2 == 0 else order[::-1]:
+                    start = time.perf_counter()
+                    sides[side]()
                     times[side].append(1000 * (time.perf_counter() - start))
-            a, b = statistics.median(times["latentlab"]), statistics.median(times["official"])
-            params = " / ".join(f"{n:,}" for n in ours_params)
-            print(f"| {size} | {batch} | {a:.0f} | {b:.0f} | {b / a:.2f}x | {params} (both) |", flush=True)
+            official = statistics.median(times["official"])
+            params = " / ".join(f"{n:,}" for n in counts["official"])
+            for setting in settings:
+                ours = statistics.median(times[setting])
+                print(f"| {size} | {batch} | {describe(setting)} | {ours:.0f} | {official:.0f} | {official / ours:.2f}x "
+                      f"| {params} (both) |", flush=True)
             if args.profile:
-                profiles.append((f"{size} px, batch {batch}", top_operators(ours), top_operators(theirs)))
-    for setting, mine, official in profiles:
-        print(f"\nlatentlab, {setting}:\n{mine}\nofficial, {setting}:\n{official}")
+                profiles.append((f"{size} px, batch {batch}", {side: top_operators(step) for side, step in sides.items()}))
+    for where, tables in profiles:
+        for side, table in tables.items():
+            print(f"\n{'official' if side == 'official' else 'latentlab, ' + describe(side)}, {where}:\n{table}")
+
+
+def describe(setting: str) -> str:
+    channels_last, amp = SETTINGS[setting]
+    return f"{'bf16 autocast' if amp else 'float32'}, {'channels_last' if channels_last else 'NCHW'}"

@@ -4,6 +4,8 @@
     torchrun --standalone --nproc_per_node=gpu -m latentlab train --model cvae --data celeba --image-size 128
     python -m latentlab bench --sizes 64 128
     python -m latentlab bench-sliders
+    python -m latentlab bench-introvac --official PATH   # against a checkout of the official IntroVAC code
+    python -m latentlab bench-m2
     python -m latentlab fetch-inception     # the Inception-v3 weights FID uses, downloaded once
 
 ``train`` runs :func:`latentlab.fit` (the same loop the book uses) and writes, from rank 0
@@ -98,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_introvac import add_arguments as add_official_arguments
 
     add_official_arguments(official)
+    m2 = commands.add_parser("bench-m2", help="M2's sum over labels three ways, and CCVAE, on MNIST-shaped batches (CPU)")
+    from .bench_m2 import add_arguments as add_m2_arguments
+
+    add_m2_arguments(m2)
     commands.add_parser("fetch-inception", help="download the Inception-v3 weights FID uses (once, 92 MB)")
     return parser
 
@@ -185,6 +191,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_command(args)
     elif args.command == "bench-sliders":
         from .bench_sliders import bench_command
+
+        bench_command(args)
+    elif args.command == "bench-m2":
+        from .bench_m2 import bench_command
 
         bench_command(args)
     else:

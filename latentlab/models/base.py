@@ -179,39 +179,22 @@ class LatentVariableModel(nn.Module):
         optimizer.step()
 
     @staticmethod
-    def update_simultaneously(
-        steps: Sequence[tuple[torch.optim.Optimizer | Sequence[torch.optim.Optimizer], torch.Tensor]],
-    ) -> None:
+    def update_simultaneously(steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor]]) -> None:
         """Several optimizers, each stepped on its own loss, all gradients taken at the *same* parameters.
 
         For algorithm boxes that compute every update from one forward pass before applying any
         (IFcVAE-GAN, Creswell et al. 2017, Algorithm 1): each loss is differentiated with respect to
-        its optimizers' parameters only (``torch.autograd.grad``, so no loss leaves gradients on the
+        its optimizer's parameters only (``torch.autograd.grad``, so no loss leaves gradients on the
         others' parameters), the gradients are averaged over processes, and only then does every
         optimizer step. Stepping one before differentiating the next would both change the
         parameters the later gradients are taken at and invalidate the shared graph.
-
-        A loss may name several optimizers: a term that two players' losses share is then
-        differentiated once for both (one backward pass through the networks it crosses, not two),
-        and an optimizer named in several steps steps on the sum of its gradients.
         """
-        def parameters(owners):
-            return [p for opt in owners for p in LatentVariableModel.own_parameters(opt)]
-
-        steps = [(list(owners) if isinstance(owners, Sequence) else [owners], loss) for owners, loss in steps]
-        stepping: list[torch.optim.Optimizer] = []
-        for owners, _ in steps:
-            stepping += [opt for opt in owners if all(opt is not seen for seen in stepping)]
-        for param in parameters(stepping):
-            param.grad = None  # only this step's losses: the step skips a parameter none of them reaches
-        for owners, loss in steps:
-            params = parameters(owners)
+        for optimizer, loss in steps:
+            params = LatentVariableModel.own_parameters(optimizer)
             for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)):
-                if grad is not None:
-                    param.grad = grad if param.grad is None else param.grad + grad
-        for optimizer in stepping:
+                param.grad = grad  # None where this loss does not reach the parameter: the step skips it
             distributed.average_gradients(optimizer)
-        for optimizer in stepping:
+        for optimizer, _ in steps:
             optimizer.step()
 
     def on_epoch_start(self, epoch: int) -> None:

@@ -227,12 +227,14 @@ class IFcVAEGAN(LabelDecoderModel):
             fool = (bce_against(fake_rec, 1.0) + bce_against(fake_prior, 1.0)) / 2  # fakes labelled real
         aux_through_z = F.cross_entropy(self.auxiliary(z_hat), y)  # L_aux as the encoder sees it (eq. 5)
         decoder_loss = recon + self.gan_weight * fool  # eq. 3
-        own_terms = self.kl_weight * kl + self.class_weight * label - self.aux_weight * aux_through_z  # phi's alone
-        encoder_loss = decoder_loss + own_terms  # eq. 4: L_rec + alpha L_KL + rho L_class - delta L_gan; eq. 6: - L_aux
+        encoder_loss = (
+            recon + self.kl_weight * kl + self.class_weight * label + self.gan_weight * fool  # eq. 4
+            - self.aux_weight * aux_through_z  # eq. 6
+        )
         aux = F.cross_entropy(self.auxiliary(z_hat.detach()), y)  # L_aux as A sees it: z fixed
         mse = (torch.sigmoid(x_hat) - x).pow(2).mean().detach()  # the paper's reported reconstruction error
         return {"loss": encoder_loss, "recon": recon, "kl": kl, "class": label, "gan": gan, "aux": aux,
-                "decoder": decoder_loss, "encoder": encoder_loss, "encoder_own": own_terms, "mse": mse}
+                "decoder": decoder_loss, "encoder": encoder_loss, "mse": mse}
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Four RMSprop optimizers, one per player of Algorithm 1 (theta, phi, chi, psi)."""
@@ -247,17 +249,11 @@ class IFcVAEGAN(LabelDecoderModel):
         }
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
-        """Algorithm 1, lines 11-14: every gradient from the same forward pass, then all four steps.
-
-        L_dec = L_rec - delta L_gan is also the part of phi's loss that crosses the decoder and the
-        discriminator, so it is differentiated once for theta and phi together; phi adds the
-        gradient of its own terms (KL, class, -L_aux). The same gradients as differentiating each
-        player's loss on its own, with one backward pass through the decoder and critic fewer.
-        """
+        """Algorithm 1, lines 11-14: every gradient from the same forward pass, then all four steps."""
         terms = self.loss_terms(batch)
         self.update_simultaneously([
-            ((optimizers["decoder"], optimizers["encoder"]), terms["decoder"]),  # lines 11-12: their shared term
-            (optimizers["encoder"], terms.pop("encoder_own")),  # line 12: the rest of eq. 6
+            (optimizers["decoder"], terms["decoder"]),  # line 11
+            (optimizers["encoder"], terms["encoder"]),  # line 12
             (optimizers["discriminator"], terms["gan"]),  # line 13: min L_gan (the paper's +grad of -BCE)
             (optimizers["auxiliary"], terms["aux"]),  # line 14
         ])

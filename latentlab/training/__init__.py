@@ -16,12 +16,12 @@ from .checkpoints import (
 from .guard import NonFiniteLossError, NonFiniteStateError
 from .loop import History, fit
 from .selection import EpochSelection, fit_selecting_epoch
-from .switches import compile_subnetworks, resolve_amp, resolve_switches
+from .switches import compile_subnetworks, cpu_has_native_bf16, keep_freed_memory, resolve_amp, resolve_switches
 
 __all__ = [
     "fit", "History", "fit_selecting_epoch", "EpochSelection",
     "CheckpointError", "CheckpointWriteError", "NonFiniteLossError", "NonFiniteStateError", "CHECKPOINT_FORMAT",
     "checkpoint_path", "claim_checkpoint_dir", "list_checkpoints", "load_checkpoint", "save_checkpoint", "write_atomically",
     "as_dataset", "check_data", "epoch_order", "step_batches", "to_device",
-    "compile_subnetworks", "resolve_amp", "resolve_switches",
+    "compile_subnetworks", "cpu_has_native_bf16", "keep_freed_memory", "resolve_amp", "resolve_switches",
 ]

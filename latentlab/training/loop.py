@@ -6,8 +6,8 @@ loop lives beside it in :mod:`latentlab.training`, one concern a file:
 
 * :mod:`~latentlab.training.batches`: the data as a Dataset, checked before any step; an example
   order that is a pure function of (seed, epoch), so a run continues exactly where it stopped;
-* :mod:`~latentlab.training.switches`: the GPU fast paths (bf16 autocast, channels_last,
-  ``torch.compile``), each switchable and on by default on CUDA;
+* :mod:`~latentlab.training.switches`: the fast paths (bf16 autocast, channels_last,
+  ``torch.compile``, on a CPU the allocator kept warm), each switchable;
 * :mod:`latentlab.distributed`: data parallelism over processes started by ``torchrun``
   (the global batch split over processes, gradients averaged, rank 0 alone writing);
 * :mod:`~latentlab.training.checkpoints` and :mod:`~latentlab.training.resume`: atomic
@@ -33,7 +33,7 @@ from .batches import as_dataset, batches, check_data, epoch_order, model_dtype, 
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, claim_checkpoint_dir, list_checkpoints, load_checkpoint, save_keeping
 from .guard import NonFiniteLossError, check_finite_loss, check_finite_state
 from .resume import apply_optimizer_settings, check_resumable, load_states, optimizer_settings, rng_state, set_rng_state
-from .switches import compile_subnetworks, resolve_switches
+from .switches import compile_subnetworks, keep_freed_memory, resolve_switches
 
 History = dict[str, list[float]]
 
@@ -114,9 +114,11 @@ def fit(
         keep_checkpoints: how many recent checkpoints to keep (at least 2, so a damaged newest
             file never leaves the run without a good one). A full disk needs room for this many,
             not one more: the oldest is removed to make room before giving up.
-        amp: bf16 autocast; ``None`` turns it on for CUDA devices that support bf16.
+        amp: bf16 autocast; ``None`` turns it on for CUDA devices that support bf16. ``True`` on a
+            CPU needs native bf16 (AVX512-BF16 or AMX) and is refused elsewhere.
         channels_last: NHWC memory layout for image batches and conv weights (faster convolutions
-            on tensor cores); ``None`` turns it on for CUDA.
+            on tensor cores and on AVX-512 CPUs); ``None`` turns it on. On a CPU, ``fit`` also calls
+            :func:`~latentlab.training.switches.keep_freed_memory` (a process-wide allocator setting).
         compile: ``torch.compile`` each of the model's sub-networks in place (state-dict keys do not
             change, so checkpoints stay interchangeable); ``True`` uses the default backend, a string
             names one (``"eager"`` checks the wiring without code generation); ``None`` turns it on
@@ -147,6 +149,8 @@ def fit(
     steps_per_epoch = _steps_per_epoch(len(dataset), batch_size, world)
     device = _training_device(device, world)
     amp, channels_last, compile = resolve_switches(device, amp, channels_last, compile)
+    if device.type == "cpu":
+        keep_freed_memory()  # the next step reuses this one's activations' memory instead of faulting it in again
     num_workers = (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0) if num_workers is None else num_workers
     checkpoint_every = checkpoint_every or steps_per_epoch
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
