@@ -42,7 +42,7 @@ import torch
 
 from ..models import face_model
 from ..nets.faces import default_channels
-from ..training import cpu_has_native_bf16, keep_freed_memory
+from ..training import cpu_has_native_bf16, keep_freed_memory, resolve_switches
 from .bench import hardware
 
 #: the authors' loss weights (their __main__.py): b_CL, b_AE, b_reg, b_EC, b_G
@@ -63,8 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true", help="print each side's top operators")
 
 
-#: latentlab's settings by name: (channels_last, bf16 autocast)
-SETTINGS = {"default": (True, False), "nchw": (False, False), "bf16": (True, True)}
+#: latentlab's settings by name: (channels_last, bf16 autocast); None: fit's own CPU defaults
+SETTINGS = {"default": None, "nchw": (False, False), "bf16": (True, True)}
+
+
+def switches(setting: str) -> tuple[bool, bool]:
+    """(channels_last, bf16 autocast) of ``setting``; "default" asks ``fit``'s resolver, so it cannot drift."""
+    if SETTINGS[setting] is None:
+        amp, channels_last, _ = resolve_switches(torch.device("cpu"), None, None, False)
+        return channels_last, amp
+    return SETTINGS[setting]
 
 
 class _StandIn(types.ModuleType):
@@ -132,7 +140,7 @@ def official_step(program, models, size: int, latent_dim: int, x: torch.Tensor, 
 
 def latentlab_step(size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor, setting: str = "default"):
     """latentlab's IntroVAC step on (x, y) with ``fit``'s switches for ``setting`` (see the module docstring)."""
-    channels_last, amp = SETTINGS[setting]
+    channels_last, amp = switches(setting)
     torch.manual_seed(0)
     model = face_model("introvac", image_size=size, latent_dim=latent_dim, warmup_epochs=0).train()
     if channels_last:
@@ -212,5 +220,5 @@ def bench_command(args: argparse.Namespace) -> None:
 
 
 def describe(setting: str) -> str:
-    channels_last, amp = SETTINGS[setting]
+    channels_last, amp = switches(setting)
     return f"{'bf16 autocast' if amp else 'float32'}, {'channels_last' if channels_last else 'NCHW'}"
