@@ -58,7 +58,7 @@ def _learning_rate(text: str) -> float:
 
 
 def _switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    """--name / --no-name, default None (= the loop's own default: on for CUDA)."""
+    """--name / --no-name, default None (= the loop's own default, see latentlab.training.switches)."""
     parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help)
 
 
