@@ -42,7 +42,7 @@ import torch
 
 from ..models import face_model
 from ..nets.faces import default_channels
-from ..training import cpu_has_native_bf16, keep_freed_memory, resolve_switches
+from ..training import cpu_has_native_bf16, keep_freed_memory, resolve_switches, to_device
 from .bench import hardware
 
 #: the authors' loss weights (their __main__.py): b_CL, b_AE, b_reg, b_EC, b_G
@@ -145,7 +145,7 @@ def latentlab_step(size: int, latent_dim: int, x: torch.Tensor, y: torch.Tensor,
     model = face_model("introvac", image_size=size, latent_dim=latent_dim, warmup_epochs=0).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = to_device(x, torch.device("cpu"), channels_last)
     optimizers = model.configure_optimizers()
 
     def step():

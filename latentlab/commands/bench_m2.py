@@ -31,7 +31,7 @@ import torch
 from ..data import UNLABELLED
 from ..models import CCVAE, M2
 from ..nets import ConvClassifier, ConvDecoder, ConvEncoder
-from ..training import keep_freed_memory
+from ..training import keep_freed_memory, resolve_switches, to_device
 from .bench import hardware
 
 WAYS = ("per-class loop", "one batched pass", "shared convolutions")
@@ -85,9 +85,13 @@ def build_ccvae(widths: tuple[int, int], hidden: int) -> CCVAE:
 
 
 def stepper(model, batch):
-    """One training step of ``model`` on ``batch`` per call, in ``fit``'s layout (channels_last)."""
-    model.train().to(memory_format=torch.channels_last)
-    batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+    """One training step of ``model`` on ``batch`` per call, in the layout ``fit`` picks on a CPU."""
+    cpu = torch.device("cpu")
+    _, channels_last, _ = resolve_switches(cpu, None, None, False)
+    model.train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    batch = tuple(to_device(t, cpu, channels_last) for t in batch)
     optimizers = model.configure_optimizers()
     return lambda: model.training_step(batch, optimizers)
 

@@ -153,8 +153,8 @@ class LatentVariableModel(nn.Module):
         Every model's ``training_step`` updates through here, so multi-process training (torchrun)
         averages exactly the gradients each optimizer is about to use. Gradients that ``loss`` leaves on
         parameters of *other* optimizers stay there; the step that owns them zeroes them first, unless
-        it passes ``accumulate=True`` to add its loss's gradient to them (IntroVAC's decoder step
-        follows Algorithm 1, where the decoder's gradient of the first loss is kept for the second step).
+        it passes ``accumulate=True`` to add its loss's gradient to them (IntroVAC's encoder step
+        differentiates line 9's loss in two backward passes and steps on their sum).
         ``own_parameters_only=True`` computes the gradients of this optimizer's parameters and nothing
         else: networks the loss only passes through get no weight gradients, which saves their cost.
         """
